@@ -1,0 +1,1 @@
+"""Dispatch: intake API for source systems, routing, tickets and their lifecycle, SLA clocks."""

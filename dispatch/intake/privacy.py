@@ -1,0 +1,38 @@
+"""Mask personal data before anything is stored or streamed.
+
+Mainland mobile numbers keep their first 3 and last 4 digits (138****1234), the way hotline
+staff read them back; resident ID numbers keep the 6-digit region code and the last 4.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_ID_NUMBER = re.compile(r"(?<![0-9])([1-9][0-9]{5})[0-9]{8}([0-9]{3}[0-9Xx])(?![0-9A-Za-z])")
+_MOBILE = re.compile(r"(?<![0-9])(?:\+?86[- ]?)?(1[3-9][0-9])[0-9]{4}([0-9]{4})(?![0-9])")
+_LANDLINE = re.compile(r"(?<![0-9])(0[0-9]{2,3})[- ]?[0-9]{3,4}([0-9]{4})(?![0-9])")
+
+
+def mask_text(text: str) -> str:
+    """Mask ID numbers, mobile and landline numbers inside free text."""
+    text = _ID_NUMBER.sub(r"\1********\2", text)
+    text = _MOBILE.sub(r"\1****\2", text)
+    return _LANDLINE.sub(r"\1-****\2", text)
+
+
+def mask_contact(value: str) -> str:
+    """A caller's contact field: only the last 4 characters survive."""
+    digits = value.strip()
+    return "*" * max(len(digits) - 4, 0) + digits[-4:]
+
+
+def mask_payload(payload: dict[str, Any], *, contact_fields: set[str]) -> dict[str, Any]:
+    """A copy with contact fields masked whole and every other string masked inside."""
+    masked: dict[str, Any] = {}
+    for field, value in payload.items():
+        if isinstance(value, str):
+            masked[field] = mask_contact(value) if field in contact_fields else mask_text(value)
+        else:
+            masked[field] = value
+    return masked

@@ -1,0 +1,80 @@
+"""Tickets in PostgreSQL: opened once per event, read with their audit trail."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from hub.sql import load_queries
+from schemas.event import EventV1
+
+Q = load_queries(Path(__file__).with_name("queries.sql"))
+# Fixed, never changed: ticket ids derive from it, so a replay opens no second ticket.
+TICKET_ID_NAMESPACE = uuid.UUID("0c6f3c52-94a4-4f8e-8b0a-7d1f7e3b9a22")
+TRIAGE_REASON = "no routing rule yet: every event goes to the triage queue"
+
+
+def ticket_id_for(event_id: uuid.UUID) -> uuid.UUID:
+    return uuid.uuid5(TICKET_ID_NAMESPACE, str(event_id))
+
+
+def title_for(event: EventV1) -> str:
+    first_line = event.text.strip().splitlines()[0] if event.text.strip() else event.external_id
+    return first_line[:80]
+
+
+async def get_triage_department(conn: Any) -> str | None:
+    code: str | None = await conn.fetchval(Q["triage_department"])
+    return code
+
+
+async def store_events_and_open_tickets(
+    conn: Any, *, events: Sequence[EventV1], department_code: str
+) -> list[uuid.UUID]:
+    """Store the events and open one ticket for each in one transaction; return new ticket ids."""
+    unique = list({event.event_id: event for event in events}.values())
+    async with conn.transaction():
+        await conn.execute(
+            Q["insert_events"],
+            [e.event_id for e in unique],
+            [e.source.value for e in unique],
+            [e.external_id for e in unique],
+            [e.schema_version for e in unique],
+            [e.occurred_at for e in unique],
+            [e.received_at for e in unique],
+            [e.location.lon if e.location else None for e in unique],
+            [e.location.lat if e.location else None for e in unique],
+            [e.address for e in unique],
+            [e.text for e in unique],
+            [e.priority.value for e in unique],
+            [e.category for e in unique],
+            [orjson.dumps(e.model_dump(mode="python")).decode() for e in unique],
+        )
+        rows = await conn.fetch(
+            Q["open_tickets"],
+            [ticket_id_for(e.event_id) for e in unique],
+            [e.event_id for e in unique],
+            [e.priority.value for e in unique],
+            [e.category for e in unique],
+            [title_for(e) for e in unique],
+            department_code,
+            TRIAGE_REASON,
+        )
+    return [row["ticket_id"] for row in rows]
+
+
+async def get_ticket(conn: Any, *, ticket_id: uuid.UUID) -> dict[str, Any] | None:
+    row = await conn.fetchrow(Q["get_ticket"], ticket_id)
+    if row is None:
+        return None
+    history = await conn.fetch(Q["ticket_history"], ticket_id)
+    return {**dict(row), "history": [dict(h) for h in history]}
+
+
+async def get_event_status(conn: Any, *, event_id: uuid.UUID) -> dict[str, Any] | None:
+    row = await conn.fetchrow(Q["event_status"], event_id)
+    return dict(row) if row else None

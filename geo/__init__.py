@@ -1,0 +1,1 @@
+"""Pure geographic functions: coordinate systems, H3 helpers, jurisdictions. A leaf package."""

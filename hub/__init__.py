@@ -1,0 +1,1 @@
+"""Plumbing of the city operations hub: settings, the `hub` CLI, database, local infrastructure."""

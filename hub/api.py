@@ -1,0 +1,98 @@
+"""The hub's one FastAPI application: built by ``create_app()``, served by ``hub api``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from dispatch.intake.views import events_router
+from dispatch.intake.views import router as intake_router
+from dispatch.tickets.views import router as tickets_router
+from hub.auth import KeyResolver
+from hub.bus import BusUnavailable, EventBus
+from hub.db import create_pool
+from hub.limits import BodySizeLimit
+from hub.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+health_router = APIRouter(tags=["health"])
+DATABASE_ERRORS = (asyncpg.PostgresConnectionStatusError, asyncpg.InterfaceError, OSError)
+
+
+@health_router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process is alive (it says nothing about Kafka or PostgreSQL)."""
+    return {"status": "ok"}
+
+
+@health_router.get("/readyz")
+async def readyz(request: Request) -> JSONResponse:
+    """Ready when Kafka and PostgreSQL both answer now; 503 names what does not."""
+    checks: dict[str, str] = {}
+    try:
+        await request.app.state.bus.check()
+        checks["kafka"] = "ok"
+    except BusUnavailable as exc:
+        checks["kafka"] = str(exc)
+    try:
+        await asyncio.wait_for(request.app.state.pool.fetchval("SELECT 1"), timeout=3)
+        checks["postgres"] = "ok"
+    except (TimeoutError, *DATABASE_ERRORS, asyncpg.PostgresError) as exc:
+        checks["postgres"] = f"PostgreSQL does not answer: {exc!r}"
+    ready = all(value == "ok" for value in checks.values())
+    return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.settings = settings
+        app.state.keys = KeyResolver()
+        # min_size=0: the API starts even while PostgreSQL is still coming up.
+        app.state.pool = await create_pool(settings.dsn, min_size=0, max_size=10)
+        app.state.bus = EventBus(settings.bootstrap, send_timeout_s=settings.kafka_send_timeout_s)
+        await app.state.bus.start()
+        try:
+            yield
+        finally:
+            await app.state.bus.stop()
+            await app.state.pool.close()
+
+    app = FastAPI(
+        title="City operations hub (一网统管)",
+        version="0.1.0",
+        lifespan=lifespan,
+        default_response_class=JSONResponse,
+    )
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+
+    @app.exception_handler(BusUnavailable)
+    async def _bus_unavailable(request: Request, exc: BusUnavailable) -> JSONResponse:
+        return JSONResponse(
+            {"detail": f"event bus unavailable, nothing was accepted: {exc}"},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+
+    @app.exception_handler(asyncpg.PostgresConnectionStatusError)
+    @app.exception_handler(asyncpg.InterfaceError)
+    @app.exception_handler(OSError)
+    async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("database unavailable: %r", exc)
+        return JSONResponse(
+            {"detail": "database unavailable, try again shortly"},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+
+    for router in (health_router, intake_router, events_router, tickets_router):
+        app.include_router(router)
+    return app

@@ -1,0 +1,117 @@
+"""The API's Kafka producer: acks=all, idempotent, batched, and honest when Kafka is away.
+
+The API starts even when Kafka is down; requests then get ``BusUnavailable`` (503) and the
+producer keeps trying to connect in the background, so the API recovers by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+log = logging.getLogger(__name__)
+
+
+class BusUnavailable(RuntimeError):
+    """Kafka did not acknowledge in time; the caller must retry."""
+
+
+class EventBus:
+    def __init__(self, bootstrap: str, *, send_timeout_s: float) -> None:
+        self._bootstrap = bootstrap
+        self._send_timeout_s = send_timeout_s
+        self._producer: AIOKafkaProducer | None = None
+        self._connector: asyncio.Task[None] | None = None
+        self._last_error = "not connected yet"
+
+    def _new_producer(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,  # concurrent requests share a batch
+            request_timeout_ms=int(self._send_timeout_s * 1000) + 5000,
+            max_request_size=1_048_576,
+        )
+
+    async def start(self) -> None:
+        """Connect in the background; never raises."""
+        self._connector = asyncio.create_task(self._connect_forever())
+
+    async def _connect_forever(self) -> None:
+        delay = 0.5
+        while True:
+            producer = self._new_producer()
+            try:
+                await producer.start()
+            except (KafkaError, OSError) as exc:
+                self._last_error = f"cannot reach Kafka at {self._bootstrap}: {exc}"
+                log.warning("%s; retrying in %.1fs", self._last_error, delay)
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            self._producer = producer
+            log.info("connected to Kafka at %s", self._bootstrap)
+            return
+
+    async def stop(self) -> None:
+        if self._connector is not None:
+            self._connector.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._connector
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    @property
+    def connected(self) -> bool:
+        return self._producer is not None
+
+    async def send(self, topic: str, *, key: bytes, value: bytes) -> None:
+        """Return only once Kafka has the record on all in-sync replicas."""
+        if self._producer is None:
+            raise BusUnavailable(self._last_error)
+        try:
+            await asyncio.wait_for(
+                self._producer.send_and_wait(topic, value=value, key=key),
+                timeout=self._send_timeout_s,
+            )
+        except TimeoutError as exc:
+            raise BusUnavailable(
+                f"Kafka did not acknowledge within {self._send_timeout_s:.0f}s"
+            ) from exc
+        except KafkaError as exc:
+            raise BusUnavailable(f"Kafka refused the record: {exc}") from exc
+
+    async def check(self) -> None:
+        """Raise BusUnavailable unless the cluster answers a metadata request now."""
+        if self._producer is None:
+            raise BusUnavailable(self._last_error)
+        try:
+            await asyncio.wait_for(self._producer.client.fetch_all_metadata(), timeout=3)
+        except (TimeoutError, KafkaError, OSError) as exc:
+            raise BusUnavailable(f"Kafka at {self._bootstrap} does not answer: {exc!r}") from exc
+
+
+async def ensure_topics(bootstrap: str, names: list[str], *, partitions: int, replication: int) -> list[str]:
+    """Create the topics that are missing; return the ones created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [name for name in names if name not in existing]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(
+                    [NewTopic(name, partitions, replication) for name in missing]
+                )
+        return missing
+    finally:
+        await admin.close()

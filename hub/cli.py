@@ -1,0 +1,168 @@
+"""`hub`: one command for the local infrastructure, the database, the API, the worker, the demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+
+from hub import infra
+from hub.settings import Settings, get_settings
+from schemas import topics
+
+
+def cmd_infra(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "up":
+        for line in infra.up(settings):
+            print(line)
+    elif args.action == "down":
+        for line in infra.down(settings):
+            print(line)
+    else:
+        rows = infra.status(settings)
+        for service, answers, where in rows:
+            print(f"{service:<9} {'answers' if answers else 'DOWN':<8} {where}")
+        return 0 if all(answers for _, answers, _ in rows) else 1
+    return 0
+
+
+async def migrate_all(settings: Settings) -> list[str]:
+    """Apply database migrations and create missing Kafka topics; describe what changed."""
+    from hub.bus import ensure_topics
+    from hub.migrate import migrate
+
+    applied = await migrate(settings.dsn)
+    created = await ensure_topics(
+        settings.bootstrap,
+        [settings.topic(name) for name in topics.ALL],
+        partitions=settings.topic_partitions,
+        replication=settings.topic_replication,
+    )
+    return [
+        f"migrations applied: {', '.join(applied) or 'none (up to date)'}",
+        f"topics created: {', '.join(created) or 'none (all exist)'}",
+    ]
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    for line in asyncio.run(migrate_all(settings)):
+        print(line)
+    return 0
+
+
+async def seed_pack(settings: Settings, pack: str) -> int:
+    from hub.seed import seed
+
+    conn = await asyncpg.connect(settings.dsn)
+    try:
+        return await seed(conn, settings.packs_dir / pack)
+    finally:
+        await conn.close()
+
+
+def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
+    count = asyncio.run(seed_pack(settings, args.pack))
+    print(f"pack {args.pack}: {count} departments")
+    return 0
+
+
+async def create_key(settings: Settings, role: Any, scope: str, label: str) -> str:
+    from hub.auth import create_api_key
+
+    conn = await asyncpg.connect(settings.dsn)
+    try:
+        return await create_api_key(conn, role=role, scope=scope, label=label)
+    finally:
+        await conn.close()
+
+
+def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
+    if (args.role == "ops") != (args.scope == ""):
+        print("--scope is required for source and department keys, and empty for ops")
+        return 2
+    key = asyncio.run(create_key(settings, args.role, args.scope, args.label))
+    print(key)
+    print("shown once: only its hash is stored", file=sys.stderr)
+    return 0
+
+
+def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    uvicorn.run(
+        "hub.api:create_app",
+        factory=True,
+        host=args.host or settings.api_host,
+        port=args.port or settings.api_port,
+        log_level="info",
+    )
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.app import app
+
+    sys.argv = ["hub worker", "worker", "--loglevel", args.loglevel]
+    app.main()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from hub.demo import run_demo
+
+    return run_demo(settings, keep_running=not args.once)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hub", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("infra", help="local Kafka and PostgreSQL: up, down, status")
+    p.add_argument("action", choices=["up", "down", "status"])
+    p.set_defaults(func=cmd_infra)
+
+    p = sub.add_parser("migrate", help="apply database migrations and create Kafka topics")
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("seed", help="load a jurisdiction pack (departments, …)")
+    p.add_argument("--pack", default="wenzhou")
+    p.set_defaults(func=cmd_seed)
+
+    p = sub.add_parser("keys", help="create an API key (printed once)")
+    p.add_argument("action", choices=["create"])
+    p.add_argument("--role", choices=["source", "department", "ops"], required=True)
+    p.add_argument("--scope", default="", help="source name or department code")
+    p.add_argument("--label", default="")
+    p.set_defaults(func=cmd_keys)
+
+    p = sub.add_parser("api", help="serve the HTTP API")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.set_defaults(func=cmd_api)
+
+    p = sub.add_parser("worker", help="run the Faust stream worker")
+    p.add_argument("--loglevel", default="info", choices=["crit", "error", "warn", "info", "debug"])
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("demo", help="everything, plus a sample event; Ctrl-C stops it")
+    p.add_argument("--once", action="store_true", help="stop after the sample ticket is shown")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace, Settings], int] = args.func
+    try:
+        return func(args, get_settings())
+    except infra.InfraError as exc:
+        print(f"hub: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""FastAPI dependencies: settings, the pool, the bus and the calling principal."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, Header, HTTPException, Request
+
+from hub.auth import Principal
+from hub.bus import EventBus
+from hub.settings import Settings
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _pool(request: Request) -> Any:
+    return request.app.state.pool
+
+
+def _bus(request: Request) -> EventBus:
+    bus: EventBus = request.app.state.bus
+    return bus
+
+
+async def _principal(
+    request: Request,
+    x_api_key: Annotated[str | None, Header(description="the caller's API key")] = None,
+    authorization: Annotated[str | None, Header(description="or: Bearer <API key>")] = None,
+) -> Principal:
+    key = x_api_key
+    if key is None and authorization and authorization.lower().startswith("bearer "):
+        key = authorization[7:].strip()
+    if not key:
+        raise HTTPException(
+            401,
+            detail="an API key is required (X-API-Key header or Authorization: Bearer)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    principal = await request.app.state.keys.resolve(request.app.state.pool, key)
+    if principal is None:
+        raise HTTPException(
+            401, detail="unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"}
+        )
+    return principal
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+PoolDep = Annotated[Any, Depends(_pool)]
+BusDep = Annotated[EventBus, Depends(_bus)]
+PrincipalDep = Annotated[Principal, Depends(_principal)]
+
+
+def _staff(principal: PrincipalDep) -> Principal:
+    if principal.role not in ("department", "ops"):
+        raise HTTPException(403, detail=f"{principal.name} may not read tickets")
+    return principal
+
+
+StaffDep = Annotated[Principal, Depends(_staff)]
+
+
+def require_source(principal: Principal, source: str) -> None:
+    """Only the source system itself may post as that source."""
+    if principal.role != "source" or principal.scope != source:
+        raise HTTPException(403, detail=f"{principal.name} may not post {source} events")

@@ -1,0 +1,94 @@
+"""PostgreSQL 15 from Debian's packages: the ``15/main`` cluster, with the hub's role and database.
+
+``up`` installs the packages if missing and starts the cluster if it is down, remembering that it
+did so; ``down`` stops the cluster only if ``up`` started it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from hub.infra.process import InfraError, port_answers, run
+
+VERSION, CLUSTER = "15", "main"
+HOST, PORT = "127.0.0.1", 5432
+
+
+def _started_marker(state_dir: Path) -> Path:
+    return state_dir / "postgres.started-by-hub"
+
+
+def ensure_installed() -> None:
+    if shutil.which("pg_ctlcluster") and Path(f"/usr/lib/postgresql/{VERSION}/bin").exists():
+        return
+    if os.geteuid() != 0:
+        raise InfraError(f"PostgreSQL {VERSION} is missing; install it: apt-get install postgresql")
+    env_noninteractive = ["env", "DEBIAN_FRONTEND=noninteractive"]
+    run([*env_noninteractive, "apt-get", "update", "-q"])
+    run([*env_noninteractive, "apt-get", "install", "-y", "-q", f"postgresql-{VERSION}"])
+
+
+def _cluster_state() -> str | None:
+    """'online', 'down', or None when the cluster does not exist."""
+    for line in run(["pg_lsclusters", "--no-header"]).splitlines():
+        fields = line.split()
+        if fields[:2] == [VERSION, CLUSTER]:
+            return fields[3]
+    return None
+
+
+def _psql(sql: str) -> str:
+    return run(
+        ["runuser", "-u", "postgres", "--", "psql", "-X", "-q", "-t", "-A",
+         "-v", "ON_ERROR_STOP=1", "-p", str(PORT), "-c", sql]
+    ).strip()  # fmt: skip
+
+
+def _quote_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def ensure_role_and_database(dsn: str) -> None:
+    """Create the login role (allowed to create test databases) and its database, once."""
+    parts = urlsplit(dsn)
+    user, password, database = parts.username, parts.password, parts.path.lstrip("/")
+    if not (user and password and database and user.isidentifier() and database.isidentifier()):
+        raise InfraError(f"cannot derive role and database from the local DSN {dsn!r}")
+    if _psql(f"SELECT 1 FROM pg_roles WHERE rolname = {_quote_literal(user)}") != "1":
+        _psql(f"CREATE ROLE {user} LOGIN CREATEDB PASSWORD {_quote_literal(password)}")
+    if _psql(f"SELECT 1 FROM pg_database WHERE datname = {_quote_literal(database)}") != "1":
+        _psql(f"CREATE DATABASE {database} OWNER {user}")
+
+
+def up(state_dir: Path, dsn: str) -> str:
+    ensure_installed()
+    state = _cluster_state()
+    if state is None:
+        run(["pg_createcluster", VERSION, CLUSTER, "--port", str(PORT)])
+        state = "down"
+    result = "already running"
+    if state != "online":
+        run(["pg_ctlcluster", VERSION, CLUSTER, "start"])
+        state_dir.mkdir(parents=True, exist_ok=True)
+        _started_marker(state_dir).touch()
+        result = "started"
+    ensure_role_and_database(dsn)
+    return result
+
+
+def down(state_dir: Path) -> str:
+    marker = _started_marker(state_dir)
+    if not marker.exists():
+        return "left running (not started by hub)" if _cluster_state() == "online" else "not running"
+    if _cluster_state() == "online":
+        run(["pg_ctlcluster", VERSION, CLUSTER, "stop"])
+    marker.unlink()
+    return "stopped"
+
+
+def status(state_dir: Path) -> tuple[bool, str]:
+    owner = "started by hub" if _started_marker(state_dir).exists() else "not started by hub"
+    return port_answers(HOST, PORT), f"{HOST}:{PORT} (cluster {VERSION}/{CLUSTER}, {owner})"

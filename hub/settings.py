@@ -1,0 +1,74 @@
+"""All configuration, from the environment (prefix ``HUB_``), in one place."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOCAL_KAFKA_BOOTSTRAP = "127.0.0.1:9092"
+# A loopback-only development password; production must name its own database URL.
+LOCAL_DATABASE_URL = "postgresql://hub:hub-dev-only@127.0.0.1:5432/hub"
+_REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HUB_", extra="ignore")
+
+    env: Literal["development", "test", "production"] = "development"
+    # Unset means "use the local services `hub infra up` starts"; set means "use these, start none".
+    kafka_bootstrap: str | None = None
+    database_url: str | None = None
+    state_dir: Path = _REPO_ROOT / ".hub"
+    packs_dir: Path = _REPO_ROOT / "packs"
+
+    # Prefix for every topic and consumer group, so test runs never see each other's data.
+    topic_prefix: str = ""
+    topic_partitions: int = Field(default=4, ge=1)
+    topic_replication: int = Field(default=1, ge=1)
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    # How long a request may wait for Kafka's acknowledgement before the caller hears 503.
+    kafka_send_timeout_s: float = Field(default=5.0, gt=0)
+
+    worker_batch_size: int = Field(default=500, ge=1)
+    worker_batch_window_s: float = Field(default=0.2, gt=0)
+
+    @model_validator(mode="after")
+    def _no_default_secrets_in_production(self) -> Settings:
+        if self.env == "production" and not (self.database_url and self.kafka_bootstrap):
+            raise ValueError(
+                "HUB_DATABASE_URL and HUB_KAFKA_BOOTSTRAP must be set in production: "
+                "the local development defaults carry a well-known password"
+            )
+        return self
+
+    @property
+    def uses_local_kafka(self) -> bool:
+        return self.kafka_bootstrap is None
+
+    @property
+    def uses_local_database(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def bootstrap(self) -> str:
+        return self.kafka_bootstrap or LOCAL_KAFKA_BOOTSTRAP
+
+    @property
+    def dsn(self) -> str:
+        return self.database_url or LOCAL_DATABASE_URL
+
+    def topic(self, name: str) -> str:
+        """The full topic name for a logical topic such as ``intake.raw``."""
+        return f"{self.topic_prefix}{name}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

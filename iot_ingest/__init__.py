@@ -1,0 +1,1 @@
+"""IoT ingest: device registry, ThingsBoard-compatible HTTP and MQTT device APIs, vendor batch."""

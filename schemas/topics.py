@@ -1,0 +1,23 @@
+"""Logical Kafka topic names: a contract between the API, the workers and outside consumers.
+
+Each process prefixes them with ``HUB_TOPIC_PREFIX`` (empty in production) via
+``Settings.topic``.
+"""
+
+INTAKE_RAW = "intake.raw"
+IOT_TELEMETRY = "iot.telemetry"
+IOT_ALARMS = "iot.alarms"
+EVENTS_ENRICHED = "events.enriched"
+INCIDENTS = "incidents"
+TICKETS_CHANGES = "tickets.changes"
+DEAD_LETTER = "deadletter"
+
+ALL = (
+    INTAKE_RAW,
+    IOT_TELEMETRY,
+    IOT_ALARMS,
+    EVENTS_ENRICHED,
+    INCIDENTS,
+    TICKETS_CHANGES,
+    DEAD_LETTER,
+)

@@ -1,0 +1,1 @@
+"""The Faust stream processors: normalise, IoT rules, classify, geo-index, correlate."""

@@ -1,0 +1,50 @@
+"""Records an agent cannot process go to the dead-letter topic with the reason attached."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from streams.app import dead_letter
+
+log = logging.getLogger(__name__)
+
+
+def describe(exc: Exception) -> str:
+    """A one-line reason naming the failing fields, for the dead-letter record."""
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<record>'}: {err['msg']}"
+            for err in exc.errors()
+        )
+    return f"{type(exc).__name__}: {exc}"
+
+
+def dead_letter_record(*, message: Any, stage: str, reason: str) -> bytes:
+    """The dead-letter value: where the record came from, why it failed, and the record."""
+    value: bytes = message.value if isinstance(message.value, bytes) else b""
+    return orjson.dumps(
+        {
+            "reason": reason,
+            "stage": stage,
+            "topic": message.topic,
+            "partition": message.partition,
+            "offset": message.offset,
+            "failed_at": datetime.now(UTC),
+            "value": value.decode("utf-8", errors="replace"),
+        }
+    )
+
+
+async def send_to_dead_letter(message: Any, *, stage: str, reason: str) -> None:
+    log.warning("dead-lettered %s[%s]@%s: %s", message.topic, message.partition,
+                message.offset, reason)  # fmt: skip
+    await dead_letter.send(
+        key=message.key or b"",
+        value=dead_letter_record(message=message, stage=stage, reason=reason),
+        headers=[("reason", reason[:1000].encode()), ("stage", stage.encode())],
+    )
