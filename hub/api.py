@@ -22,7 +22,12 @@ from hub.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 health_router = APIRouter(tags=["health"])
-DATABASE_ERRORS = (asyncpg.PostgresConnectionStatusError, asyncpg.InterfaceError, OSError)
+DATABASE_ERRORS = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InterfaceError,
+    OSError,
+)
 
 
 @health_router.get("/healthz")
@@ -82,9 +87,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             headers={"Retry-After": "5"},
         )
 
-    @app.exception_handler(asyncpg.PostgresConnectionStatusError)
-    @app.exception_handler(asyncpg.InterfaceError)
-    @app.exception_handler(OSError)
     async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
         log.warning("database unavailable: %r", exc)
         return JSONResponse(
@@ -93,6 +95,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             headers={"Retry-After": "5"},
         )
 
+    for error in DATABASE_ERRORS:
+        app.add_exception_handler(error, _database_unavailable)
     for router in (health_router, intake_router, events_router, tickets_router):
         app.include_router(router)
     return app

@@ -54,12 +54,19 @@ async def _prepare(settings: Settings) -> dict[str, str]:
     }
 
 
+async def _ready(client: httpx.AsyncClient) -> bool:
+    try:
+        return (await client.get("/readyz")).status_code == 200
+    except httpx.TransportError:
+        return False  # not listening yet
+
+
 async def _show_sample_ticket(base: str, keys: dict[str, str]) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=base, timeout=10) as client:
         deadline = time.monotonic() + 60
-        while (await client.get("/readyz")).status_code != 200:
+        while not await _ready(client):
             if time.monotonic() > deadline:
-                raise RuntimeError(f"the API at {base} did not become ready")
+                raise RuntimeError(f"the API at {base} did not become ready; see .hub/logs/")
             await asyncio.sleep(0.5)
         order = {**SAMPLE_ORDER, "call_time": datetime.now(UTC).isoformat()}
         accepted = await client.post(
