@@ -100,7 +100,9 @@ class EventBus:
             raise BusUnavailable(f"Kafka at {self._bootstrap} does not answer: {exc!r}") from exc
 
 
-async def ensure_topics(bootstrap: str, names: list[str], *, partitions: int, replication: int) -> list[str]:
+async def ensure_topics(
+    bootstrap: str, names: list[str], *, partitions: int, replication: int
+) -> list[str]:
     """Create the topics that are missing; return the ones created."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()

@@ -104,7 +104,7 @@ def run_demo(settings: Settings, *, keep_running: bool) -> int:
             f"12345 source key (demo only): {keys['source']}"
         )
         if keep_running:
-            print("\nRunning. Ctrl-C stops the API and the worker (`hub infra down` stops the rest).")
+            print("\nRunning. Ctrl-C stops the API and worker; `hub infra down` the rest.")
             with contextlib.suppress(KeyboardInterrupt):
                 signal.pause()
         return 0

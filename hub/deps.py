@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Header, HTTPException, Request
 
-from hub.auth import Principal
+from hub.auth import KeyResolver, Principal
 from hub.bus import EventBus
 from hub.settings import Settings
 
@@ -39,7 +39,8 @@ async def _principal(
             detail="an API key is required (X-API-Key header or Authorization: Bearer)",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    principal = await request.app.state.keys.resolve(request.app.state.pool, key)
+    keys: KeyResolver = request.app.state.keys
+    principal = await keys.resolve(request.app.state.pool, key)
     if principal is None:
         raise HTTPException(
             401, detail="unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"}

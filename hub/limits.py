@@ -31,7 +31,8 @@ class BodySizeLimit:
                     "headers": [(b"content-type", b"application/json")],
                 }
             )
-            await send({"type": "http.response.body", "body": orjson.dumps({"detail": self.reason})})
+            body = orjson.dumps({"detail": self.reason})
+            await send({"type": "http.response.body", "body": body})
             return
         seen = 0
 

@@ -15,13 +15,18 @@ def read_departments(pack_dir: Path) -> list[tuple[str, str, bool]]:
         ]
 
 
-async def seed(conn: Any, pack_dir: Path) -> int:
-    """Upsert the pack's departments; return how many the pack has."""
+def read_departments_checked(pack_dir: Path) -> list[tuple[str, str, bool]]:
     if not pack_dir.is_dir():
         raise FileNotFoundError(f"no jurisdiction pack at {pack_dir}")
     departments = read_departments(pack_dir)
     if sum(is_triage for _, _, is_triage in departments) != 1:
         raise ValueError(f"{pack_dir}/departments.csv must mark exactly one triage department")
+    return departments
+
+
+async def seed(conn: Any, pack_dir: Path) -> int:
+    """Upsert the pack's departments; return how many the pack has."""
+    departments = read_departments_checked(pack_dir)  # small CSV files: reading blocks briefly
     async with conn.transaction():
         await conn.executemany(
             """INSERT INTO departments (code, name, is_triage) VALUES ($1, $2, $3)

@@ -40,27 +40,27 @@ def _cluster_state() -> str | None:
     return None
 
 
-def _psql(sql: str) -> str:
+def _psql(sql: str, **variables: str) -> str:
+    """Run SQL as the postgres superuser; values go in as psql variables (:'name', :"name")."""
+    assignments = [f"--set={name}={value}" for name, value in variables.items()]
     return run(
         ["runuser", "-u", "postgres", "--", "psql", "-X", "-q", "-t", "-A",
-         "-v", "ON_ERROR_STOP=1", "-p", str(PORT), "-c", sql]
+         "--set=ON_ERROR_STOP=1", "-p", str(PORT), *assignments],
+        stdin=sql,
     ).strip()  # fmt: skip
-
-
-def _quote_literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def ensure_role_and_database(dsn: str) -> None:
     """Create the login role (allowed to create test databases) and its database, once."""
     parts = urlsplit(dsn)
     user, password, database = parts.username, parts.password, parts.path.lstrip("/")
-    if not (user and password and database and user.isidentifier() and database.isidentifier()):
+    if not (user and password and database):
         raise InfraError(f"cannot derive role and database from the local DSN {dsn!r}")
-    if _psql(f"SELECT 1 FROM pg_roles WHERE rolname = {_quote_literal(user)}") != "1":
-        _psql(f"CREATE ROLE {user} LOGIN CREATEDB PASSWORD {_quote_literal(password)}")
-    if _psql(f"SELECT 1 FROM pg_database WHERE datname = {_quote_literal(database)}") != "1":
-        _psql(f"CREATE DATABASE {database} OWNER {user}")
+    names = {"role": user, "password": password, "db": database}
+    if _psql("SELECT 1 FROM pg_roles WHERE rolname = :'role'", **names) != "1":
+        _psql("CREATE ROLE :\"role\" LOGIN CREATEDB PASSWORD :'password'", **names)
+    if _psql("SELECT 1 FROM pg_database WHERE datname = :'db'", **names) != "1":
+        _psql('CREATE DATABASE :"db" OWNER :"role"', **names)
 
 
 def up(state_dir: Path, dsn: str) -> str:
@@ -82,7 +82,8 @@ def up(state_dir: Path, dsn: str) -> str:
 def down(state_dir: Path) -> str:
     marker = _started_marker(state_dir)
     if not marker.exists():
-        return "left running (not started by hub)" if _cluster_state() == "online" else "not running"
+        running = _cluster_state() == "online"
+        return "left running (not started by hub)" if running else "not running"
     if _cluster_state() == "online":
         run(["pg_ctlcluster", VERSION, CLUSTER, "stop"])
     marker.unlink()

@@ -12,15 +12,15 @@ class InfraError(RuntimeError):
     """A local service could not be installed, started or stopped; the message says why."""
 
 
-def run(cmd: Sequence[str], *, check: bool = True, quiet: bool = False) -> str:
+def run(cmd: Sequence[str], *, stdin: str | None = None) -> str:
     """Run a command, returning its stdout; raise InfraError with its output when it fails."""
-    result = subprocess.run(list(cmd), capture_output=True, text=True, check=False)  # noqa: S603
-    if check and result.returncode != 0:
+    result = subprocess.run(  # noqa: S603
+        list(cmd), input=stdin, capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
         raise InfraError(
             f"{' '.join(cmd)} exited {result.returncode}:\n{result.stdout}{result.stderr}"
         )
-    if not quiet and result.returncode != 0:
-        return result.stdout + result.stderr
     return result.stdout
 
 

@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable
 
 from geo.crs import to_wgs84
-from schemas.event import EventV1, Location, Priority, Source
+from schemas.event import Crs, EventV1, Location, Priority, Source
 from schemas.intake import Hotline12345Order, IntakeEnvelope
 
 _SPACES = re.compile(r"[ \t\u3000]+")
@@ -27,9 +27,7 @@ def locate(lon: float | None, lat: float | None, crs: str) -> Location | None:
     if lon is None or lat is None:
         return None
     wgs_lon, wgs_lat = to_wgs84(lon, lat, crs)
-    return Location(
-        lon=wgs_lon, lat=wgs_lat, source_crs=crs, source_lon=lon, source_lat=lat
-    )  # type: ignore[arg-type]
+    return Location(lon=wgs_lon, lat=wgs_lat, source_crs=Crs(crs), source_lon=lon, source_lat=lat)
 
 
 def from_hotline_12345(envelope: IntakeEnvelope) -> EventV1:
