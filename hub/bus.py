@@ -39,9 +39,10 @@ class EventBus:
             max_request_size=1_048_576,
         )
 
-    async def start(self) -> None:
-        """Connect in the background; never raises."""
+    async def start(self, *, wait_s: float = 10.0) -> None:
+        """Connect, waiting up to ``wait_s``; then keep trying in the background. Never raises."""
         self._connector = asyncio.create_task(self._connect_forever())
+        await asyncio.wait([self._connector], timeout=wait_s)
 
     async def _connect_forever(self) -> None:
         delay = 0.5
@@ -49,6 +50,10 @@ class EventBus:
             producer = self._new_producer()
             try:
                 await producer.start()
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                raise
             except (KafkaError, OSError) as exc:
                 self._last_error = f"cannot reach Kafka at {self._bootstrap}: {exc}"
                 log.warning("%s; retrying in %.1fs", self._last_error, delay)

@@ -27,7 +27,7 @@ def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return [Migration(path.stem, path.read_text()) for path in sorted(directory.glob("*.sql"))]
 
 
-async def migrate(dsn: str) -> list[str]:
+async def migrate(dsn: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
     """Apply pending migrations; return the versions applied. Refuses edited applied ones."""
     conn = await asyncpg.connect(dsn)
     try:
@@ -40,7 +40,7 @@ async def migrate(dsn: str) -> list[str]:
         )
         applied = dict(await conn.fetch("SELECT version, checksum FROM schema_migrations"))
         done = []
-        for migration in load_migrations():
+        for migration in load_migrations(directory):
             if migration.version in applied:
                 if applied[migration.version] != migration.checksum:
                     raise RuntimeError(

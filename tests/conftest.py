@@ -1,0 +1,24 @@
+"""Every test run gets its own topic prefix and database, so runs never see each other's data.
+
+The variables are set before any hub module reads its settings.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from urllib.parse import urlsplit, urlunsplit
+
+from hub.settings import LOCAL_DATABASE_URL
+
+RUN_ID = f"{os.getpid()}_{secrets.token_hex(3)}"
+# The environment as the developer gave it, for tests that run `hub infra …` themselves.
+ORIGINAL_ENV = dict(os.environ)
+BASE_DSN = os.environ.get("HUB_DATABASE_URL") or LOCAL_DATABASE_URL
+TEST_DATABASE = f"hub_test_{RUN_ID}"
+TEST_DSN = urlunsplit(urlsplit(BASE_DSN)._replace(path=f"/{TEST_DATABASE}"))
+
+os.environ["HUB_ENV"] = "test"
+os.environ["HUB_TOPIC_PREFIX"] = f"test-{RUN_ID}."
+os.environ["HUB_DATABASE_URL"] = TEST_DSN
+os.environ.setdefault("HUB_KAFKA_BOOTSTRAP", "127.0.0.1:9092")

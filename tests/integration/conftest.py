@@ -1,0 +1,121 @@
+"""Fixtures on the real Kafka and PostgreSQL that `hub infra up` started.
+
+One database and one topic prefix per run (see tests/conftest.py); a real `hub worker` process
+for the tests that need the stream.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+
+from hub.api import create_app
+from hub.auth import create_api_key
+from hub.cli import migrate_all
+from hub.db import create_pool
+from hub.seed import seed
+from hub.settings import Settings, get_settings
+from tests.conftest import BASE_DSN, TEST_DATABASE
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return get_settings()
+
+
+@pytest.fixture(scope="session")
+async def prepared(settings: Settings) -> AsyncIterator[Settings]:
+    """A fresh database (migrated, seeded) and fresh topics; both removed afterwards."""
+    admin = await asyncpg.connect(BASE_DSN)
+    await admin.execute(f'CREATE DATABASE "{TEST_DATABASE}"')
+    try:
+        await migrate_all(settings)
+        conn = await asyncpg.connect(settings.dsn)
+        await seed(conn, settings.packs_dir / "wenzhou")
+        await conn.close()
+        yield settings
+    finally:
+        await _delete_topics(settings)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{TEST_DATABASE}" WITH (FORCE)')
+        await admin.close()
+
+
+async def _delete_topics(settings: Settings) -> None:
+    client = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap)
+    await client.start()
+    try:
+        ours = [t for t in await client.list_topics() if t.startswith(settings.topic_prefix)]
+        if ours:
+            await client.delete_topics(ours)
+    finally:
+        await client.close()
+
+
+@pytest.fixture(scope="session")
+async def pool(prepared: Settings) -> AsyncIterator[Any]:
+    pool = await create_pool(prepared.dsn)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture(scope="session")
+async def keys(pool: Any) -> dict[str, str]:
+    """One API key for each kind of caller the tests play."""
+    async with pool.acquire() as conn:
+        return {
+            "hotline": await create_api_key(conn, role="source", scope="hotline-12345"),
+            "grid": await create_api_key(conn, role="source", scope="grid-governance"),
+            "ops": await create_api_key(conn, role="ops"),
+            "triage": await create_api_key(
+                conn, role="department", scope="city-dispatch-centre"
+            ),
+            "water": await create_api_key(conn, role="department", scope="water"),
+        }
+
+
+@pytest.fixture(scope="session")
+async def api(prepared: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The real app in this process, with its lifespan (real pool, real producer)."""
+    app = create_app(prepared)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://hub") as client:
+            yield client
+
+
+@pytest.fixture(scope="session")
+def worker(prepared: Settings) -> Iterator[subprocess.Popen[bytes]]:
+    """A real `hub worker` process on this run's topics and database."""
+    log = open(prepared.state_dir / f"test-worker-{prepared.topic_prefix}log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hub.cli", "worker", "--loglevel", "warn"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "HUB_STATE_DIR": str(prepared.state_dir / "test-worker")},
+    )
+    yield proc
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+@pytest.fixture(scope="session")
+async def producer(prepared: Settings) -> AsyncIterator[AIOKafkaProducer]:
+    producer = AIOKafkaProducer(bootstrap_servers=prepared.bootstrap, acks="all")
+    await producer.start()
+    yield producer
+    await producer.stop()
