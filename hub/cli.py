@@ -106,6 +106,7 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from streams.app import app
 
+    (settings.state_dir / "worker").mkdir(parents=True, exist_ok=True)  # Faust makes one level
     sys.argv = ["hub worker", "worker", "--loglevel", args.loglevel]
     app.main()
     return 0

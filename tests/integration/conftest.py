@@ -77,9 +77,7 @@ async def keys(pool: Any) -> dict[str, str]:
             "hotline": await create_api_key(conn, role="source", scope="hotline-12345"),
             "grid": await create_api_key(conn, role="source", scope="grid-governance"),
             "ops": await create_api_key(conn, role="ops"),
-            "triage": await create_api_key(
-                conn, role="department", scope="city-dispatch-centre"
-            ),
+            "triage": await create_api_key(conn, role="department", scope="city-dispatch-centre"),
             "water": await create_api_key(conn, role="department", scope="water"),
         }
 
@@ -97,7 +95,7 @@ async def api(prepared: Settings) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture(scope="session")
 def worker(prepared: Settings) -> Iterator[subprocess.Popen[bytes]]:
     """A real `hub worker` process on this run's topics and database."""
-    log = open(prepared.state_dir / f"test-worker-{prepared.topic_prefix}log", "wb")  # noqa: SIM115
+    log = open(prepared.state_dir / f"test-worker-{prepared.topic_prefix}log", "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "hub.cli", "worker", "--loglevel", "warn"],
         stdout=log,

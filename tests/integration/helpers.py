@@ -28,7 +28,7 @@ async def end_offsets(settings: Settings, topic: str) -> int:
 
 
 async def read_until(
-    settings: Settings, topic: str, predicate: Callable[[Any], bool], *, timeout: float = 30
+    settings: Settings, topic: str, predicate: Callable[[Any], bool], *, seconds: float = 30
 ) -> Any:
     """The first record of ``topic`` (from the beginning) that satisfies ``predicate``."""
     consumer = AIOKafkaConsumer(
@@ -39,26 +39,25 @@ async def read_until(
     )
     await consumer.start()
     try:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             batches = await consumer.getmany(timeout_ms=500)
             for records in batches.values():
                 for record in records:
                     if predicate(record):
                         return record
-        raise AssertionError(f"no matching record on {topic} within {timeout}s")
+        raise AssertionError(f"no matching record on {topic} within {seconds}s")
     finally:
         await consumer.stop()
 
 
-async def eventually(check: Callable[[], Any], *, timeout: float = 60, every: float = 0.3) -> Any:
-    """Await ``check()`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
+async def eventually(check: Callable[[], Any], *, seconds: float = 60, every: float = 0.3) -> Any:
+    """Await ``check()`` until it returns something truthy; fail after ``seconds``."""
+    deadline = time.monotonic() + seconds
     while True:
         result = await check()
         if result:
             return result
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
+            raise AssertionError(f"condition not met within {seconds}s")
         await asyncio.sleep(every)
-

@@ -46,7 +46,9 @@ def test_hotline_order_becomes_a_wgs84_event():
 
 
 def test_order_without_coordinates_has_no_location():
-    event = normalize(envelope({"order_no": "WZ-8", "call_time": "2026-11-26T09:30:00", "content": "噪音"}))
+    event = normalize(
+        envelope({"order_no": "WZ-8", "call_time": "2026-11-26T09:30:00", "content": "噪音"})
+    )
     assert event.location is None
     assert event.priority is Priority.NORMAL
 

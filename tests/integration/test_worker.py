@@ -1,0 +1,98 @@
+"""The real `hub worker` process: intake.raw → events.enriched → tickets; bad records → DLQ."""
+
+import uuid
+from datetime import UTC, datetime
+
+import orjson
+
+from schemas import topics
+from schemas.codec import dumps
+from schemas.event import Source, event_id_for
+from schemas.intake import IntakeEnvelope
+from tests.integration.helpers import eventually, read_until
+
+
+def envelope(order_no: str, **payload_overrides) -> IntakeEnvelope:
+    payload = {
+        "order_no": order_no,
+        "call_time": "2026-11-26T09:30:00+08:00",
+        "content": "瓯海区娄桥街道河道有大量垃圾漂浮",
+        "longitude": 120.61,
+        "latitude": 27.96,
+        "coord_system": "GCJ02",
+        **payload_overrides,
+    }
+    return IntakeEnvelope(
+        event_id=event_id_for(Source.HOTLINE_12345, order_no),
+        source=Source.HOTLINE_12345,
+        external_id=order_no,
+        received_at=datetime.now(UTC),
+        payload=payload,
+    )
+
+
+async def ticket_rows(pool, event_id):
+    return await pool.fetch(
+        """SELECT t.ticket_id, t.department_code, t.status, h.action, h.to_status
+           FROM tickets t JOIN ticket_history h USING (ticket_id) WHERE t.event_id = $1""",
+        event_id,
+    )
+
+
+async def test_replayed_record_opens_exactly_one_ticket(worker, producer, pool, prepared):
+    record = envelope(f"WZ-{uuid.uuid4().hex[:10]}")
+    for _ in range(3):  # a client retry and two replays
+        await producer.send_and_wait(
+            prepared.topic(topics.INTAKE_RAW), dumps(record), key=record.event_id.bytes
+        )
+    rows = await eventually(lambda: ticket_rows(pool, record.event_id), seconds=90)
+    # Give the duplicates time to arrive too, then count again.
+    await read_until(prepared, topics.EVENTS_ENRICHED, lambda r: r.key == record.event_id.bytes)
+    rows = await ticket_rows(pool, record.event_id)
+    assert len(rows) == 1
+    assert rows[0]["department_code"] == "city-dispatch-centre"
+    assert (rows[0]["status"], rows[0]["action"], rows[0]["to_status"]) == (
+        "dispatched",
+        "dispatch",
+        "dispatched",
+    )
+    stored = await pool.fetchrow(
+        "SELECT lon, lat, record FROM events WHERE event_id = $1", record.event_id
+    )
+    assert abs(stored["lon"] - 120.61) < 0.01 and stored["lon"] != 120.61  # GCJ-02 → WGS-84
+    assert stored["record"]["raw"]["order_no"] == record.external_id
+    assert (
+        await pool.fetchval("SELECT count(*) FROM events WHERE event_id = $1", record.event_id) == 1
+    )
+
+
+async def test_bad_records_go_to_dead_letters_and_good_ones_still_flow(
+    worker, producer, pool, prepared
+):
+    raw_topic = prepared.topic(topics.INTAKE_RAW)
+    marker = uuid.uuid4().hex
+    not_json = f"not json {marker}".encode()
+    missing_content = envelope(f"WZ-{marker}", content=None)
+    good = envelope(f"WZ-{uuid.uuid4().hex[:10]}")
+    await producer.send_and_wait(raw_topic, not_json, key=b"garbage")
+    await producer.send_and_wait(
+        raw_topic, dumps(missing_content), key=missing_content.event_id.bytes
+    )
+    await producer.send_and_wait(raw_topic, dumps(good), key=good.event_id.bytes)
+
+    garbage = await read_until(
+        prepared, topics.DEAD_LETTER, lambda r: marker.encode() in r.value and r.key == b"garbage"
+    )
+    letter = orjson.loads(garbage.value)
+    assert letter["stage"] == "normalize"
+    assert "JSON" in letter["reason"] or "json" in letter["reason"]
+    assert letter["topic"] == raw_topic and letter["value"] == not_json.decode()
+    assert dict(garbage.headers)["reason"].decode() == letter["reason"]
+
+    invalid = await read_until(
+        prepared, topics.DEAD_LETTER, lambda r: r.key == missing_content.event_id.bytes
+    )
+    assert "content" in orjson.loads(invalid.value)["reason"]
+
+    assert await eventually(lambda: ticket_rows(pool, good.event_id), seconds=90)
+    assert not await ticket_rows(pool, missing_content.event_id)
