@@ -88,7 +88,12 @@ async def _show_sample_ticket(base: str, keys: dict[str, str]) -> dict[str, Any]
         raise RuntimeError("the worker did not open a ticket within 120 s; see .hub/logs/")
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run_demo(settings: Settings, *, keep_running: bool) -> int:
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)  # `kill` stops it as cleanly as Ctrl-C
     for line in infra.up(settings):
         print(line)
     keys = asyncio.run(_prepare(settings))
