@@ -6,16 +6,16 @@ retried, never skipped: the batch's offsets are committed only after it is writt
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from functools import partial
 from typing import Any
 
 from dispatch.tickets import service
-from hub.db import create_pool
 from schemas.codec import loads
 from schemas.event import EventV1
-from streams.app import app, events_enriched, settings
+from streams.app import app, events_enriched, settings, worker_pool
 from streams.deadletter import describe, send_to_dead_letter
+from streams.retry import retry_until_done
 
 log = logging.getLogger(__name__)
 
@@ -30,35 +30,20 @@ async def _decode(batch: list[Any]) -> list[EventV1]:
     return events
 
 
-async def _write_until_done(pool: Any, events: list[EventV1]) -> None:
-    delay = 0.5
-    while True:
-        try:
-            async with pool.acquire() as conn:
-                department = await service.get_triage_department(conn)
-                if department is None:
-                    raise LookupError("no triage department: run `hub seed`")
-                await service.store_events_and_open_tickets(
-                    conn, events=events, department_code=department
-                )
-            return
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # the database is away or not set up: wait, never drop
-            log.warning("writing %d events failed (%r); retrying in %.1fs", len(events), exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+async def _store(pool: Any, events: list[EventV1]) -> None:
+    async with pool.acquire() as conn:
+        department = await service.get_triage_department(conn)
+        if department is None:
+            raise LookupError("no triage department: run `hub seed`")
+        await service.store_events_and_open_tickets(conn, events=events, department_code=department)
 
 
 @app.agent(events_enriched)
 async def open_tickets(stream: Any) -> None:
-    pool = await create_pool(settings.dsn, min_size=0, max_size=4)
-    try:
-        async for batch in stream.take_events(
-            settings.worker_batch_size, within=settings.worker_batch_window_s
-        ):
-            events = await _decode(batch)
-            if events:
-                await _write_until_done(pool, events)
-    finally:
-        await pool.close()
+    pool = await worker_pool.get()
+    async for batch in stream.take_events(
+        settings.worker_batch_size, within=settings.worker_batch_window_s
+    ):
+        events = await _decode(batch)
+        if events:
+            await retry_until_done(partial(_store, pool, events), what=f"{len(events)} events")

@@ -9,10 +9,13 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from dispatch.deadletters.views import router as admin_router
+from dispatch.intake.service import IntakeCounters
+from dispatch.intake.views import build_router as build_intake_router
 from dispatch.intake.views import events_router
-from dispatch.intake.views import router as intake_router
 from dispatch.tickets.views import router as tickets_router
 from hub.auth import KeyResolver
 from hub.bus import BusUnavailable, EventBus
@@ -54,6 +57,19 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
 
+def _intake_source(path: str) -> str | None:
+    prefix = "/api/v1/intake/"
+    if not path.startswith(prefix):
+        return None
+    return path[len(prefix) :].split("/")[0].split(":")[0] or None
+
+
+async def _flush_counters_forever(app: FastAPI) -> None:
+    while True:
+        await asyncio.sleep(5)
+        await app.state.counters.flush(app.state.pool)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
@@ -65,9 +81,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.pool = await create_pool(settings.dsn, min_size=0, max_size=10)
         app.state.bus = EventBus(settings.bootstrap, send_timeout_s=settings.kafka_send_timeout_s)
         await app.state.bus.start()
+        app.state.counters = IntakeCounters()
+        flusher = asyncio.create_task(_flush_counters_forever(app))
         try:
             yield
         finally:
+            flusher.cancel()
+            await app.state.counters.flush(app.state.pool)
             await app.state.bus.stop()
             await app.state.pool.close()
 
@@ -95,8 +115,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             headers={"Retry-After": "5"},
         )
 
+    @app.exception_handler(RequestValidationError)
+    async def _rejected(request: Request, exc: RequestValidationError) -> JSONResponse:
+        source = _intake_source(request.url.path)
+        if source is not None:
+            request.app.state.counters.add(source, "rejected")
+        # The reasons without the rejected input: it may be large and is the caller's anyway.
+        errors = [{k: e[k] for k in ("loc", "msg", "type") if k in e} for e in exc.errors()]
+        return JSONResponse({"detail": errors}, status_code=422)
+
     for error in DATABASE_ERRORS:
         app.add_exception_handler(error, _database_unavailable)
-    for router in (health_router, intake_router, events_router, tickets_router):
+    for router in (
+        health_router,
+        build_intake_router(settings),
+        events_router,
+        tickets_router,
+        admin_router,
+    ):
         app.include_router(router)
     return app

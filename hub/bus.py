@@ -81,13 +81,23 @@ class EventBus:
 
     async def send(self, topic: str, *, key: bytes, value: bytes) -> None:
         """Return only once Kafka has the record on all in-sync replicas."""
+        await self.send_many(topic, [(key, value)])
+
+    async def send_many(self, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+        """Send (key, value) records in order, as few batches as Kafka allows; return once
+        every one is acknowledged by all in-sync replicas, or raise BusUnavailable."""
         if self._producer is None:
             raise BusUnavailable(self._last_error)
+        producer = self._producer
+
+        async def enqueue_then_wait() -> None:
+            # Enqueue one by one so records with the same key keep their order, then wait for
+            # all acknowledgements together.
+            deliveries = [await producer.send(topic, value=v, key=k) for k, v in records]
+            await asyncio.gather(*deliveries)
+
         try:
-            await asyncio.wait_for(
-                self._producer.send_and_wait(topic, value=value, key=key),
-                timeout=self._send_timeout_s,
-            )
+            await asyncio.wait_for(enqueue_then_wait(), timeout=self._send_timeout_s)
         except TimeoutError as exc:
             raise BusUnavailable(
                 f"Kafka did not acknowledge within {self._send_timeout_s:.0f}s"

@@ -55,11 +55,12 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def seed_pack(settings: Settings, pack: str) -> int:
+    from hub.pack import load_pack
     from hub.seed import seed
 
     conn = await asyncpg.connect(settings.dsn)
     try:
-        return await seed(conn, settings.packs_dir / pack)
+        return await seed(conn, load_pack(settings.packs_dir / pack))
     finally:
         await conn.close()
 

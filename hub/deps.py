@@ -67,3 +67,12 @@ def require_source(principal: Principal, source: str) -> None:
     """Only the source system itself may post as that source."""
     if principal.role != "source" or principal.scope != source:
         raise HTTPException(403, detail=f"{principal.name} may not post {source} events")
+
+
+def _ops(principal: PrincipalDep) -> Principal:
+    if principal.role != "ops":
+        raise HTTPException(403, detail=f"{principal.name} is not the operations centre")
+    return principal
+
+
+OpsDep = Annotated[Principal, Depends(_ops)]

@@ -1,37 +1,37 @@
-"""Load a jurisdiction pack (``packs/<name>/``) into the database. Idempotent: upserts."""
+"""Load a jurisdiction pack into the database. Idempotent: upserts."""
 
 from __future__ import annotations
 
-import csv
-from pathlib import Path
 from typing import Any
 
+import orjson
 
-def read_departments(pack_dir: Path) -> list[tuple[str, str, bool]]:
-    with open(pack_dir / "departments.csv", newline="", encoding="utf-8") as handle:
-        return [
-            (row["code"], row["name"], row["is_triage"].strip().lower() == "true")
-            for row in csv.DictReader(handle)
-        ]
+from hub.pack import Pack
 
 
-def read_departments_checked(pack_dir: Path) -> list[tuple[str, str, bool]]:
-    if not pack_dir.is_dir():
-        raise FileNotFoundError(f"no jurisdiction pack at {pack_dir}")
-    departments = read_departments(pack_dir)
-    if sum(is_triage for _, _, is_triage in departments) != 1:
-        raise ValueError(f"{pack_dir}/departments.csv must mark exactly one triage department")
-    return departments
-
-
-async def seed(conn: Any, pack_dir: Path) -> int:
-    """Upsert the pack's departments; return how many the pack has."""
-    departments = read_departments_checked(pack_dir)  # small CSV files: reading blocks briefly
+async def seed(conn: Any, pack: Pack) -> int:
+    """Upsert the pack's departments and categories; return how many departments it has."""
     async with conn.transaction():
+        # Clear the old triage flag first: at most one triage department may exist at a time.
+        await conn.execute("UPDATE departments SET is_triage = false WHERE is_triage")
         await conn.executemany(
             """INSERT INTO departments (code, name, is_triage) VALUES ($1, $2, $3)
                ON CONFLICT (code) DO UPDATE SET name = excluded.name,
                                                 is_triage = excluded.is_triage""",
-            departments,
+            [(d.code, d.name, d.is_triage) for d in pack.departments],
         )
-    return len(departments)
+        await conn.executemany(
+            """INSERT INTO categories (code, name, grp, department_code, priority, description,
+                                       attributes)
+               VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)
+               ON CONFLICT (code) DO UPDATE SET
+                   name = excluded.name, grp = excluded.grp,
+                   department_code = excluded.department_code, priority = excluded.priority,
+                   description = excluded.description, attributes = excluded.attributes""",
+            [
+                (c.code, c.name, c.group, c.department_code, c.priority, c.description,
+                 orjson.dumps(list(c.attributes)).decode())
+                for c in pack.categories
+            ],
+        )  # fmt: skip
+    return len(pack.departments)

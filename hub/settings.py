@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     database_url: str | None = None
     state_dir: Path = _REPO_ROOT / ".hub"
     packs_dir: Path = _REPO_ROOT / "packs"
+    pack: str = "wenzhou"
 
     # Prefix for every topic and consumer group, so test runs never see each other's data.
     topic_prefix: str = ""
@@ -32,7 +33,8 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
-    max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_batch_items: int = Field(default=500, ge=1, le=5000)
     # How long a request may wait for Kafka's acknowledgement before the caller hears 503.
     kafka_send_timeout_s: float = Field(default=5.0, gt=0)
 
@@ -47,6 +49,10 @@ class Settings(BaseSettings):
                 "the local development defaults carry a well-known password"
             )
         return self
+
+    @property
+    def pack_dir(self) -> Path:
+        return self.packs_dir / self.pack
 
     @property
     def uses_local_kafka(self) -> bool:

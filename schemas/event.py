@@ -17,6 +17,7 @@ class Source(StrEnum):
     EMERGENCY_120 = "emergency-120"
     URBAN_INSPECTION = "urban-inspection"
     GRID_GOVERNANCE = "grid-governance"
+    OPEN311 = "open311"
     IOT = "iot"
 
 
@@ -60,8 +61,12 @@ class EventV1(BaseModel):
     address: str | None = Field(default=None, max_length=500)
     text: str = Field(max_length=4000)
     priority: Priority = Priority.NORMAL
-    category: str | None = None
+    category: str | None = Field(default=None, description="taxonomy code, when known")
     category_confidence: float | None = Field(default=None, ge=0, le=1)
+    # The source's own classification, kept verbatim: a 12345 request type, an urban-management
+    # "kind:code", a grid event type, an Open311 service code.
+    source_category: str | None = None
+    payload_hash: str = ""
     # The source's payload as received (personal data already masked), kept for audit.
     raw: dict[str, Any]
 

@@ -6,8 +6,12 @@ are found by autodiscovery when the worker starts.
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import faust
 
+from hub.db import create_pool
 from hub.settings import get_settings
 from schemas import topics
 
@@ -17,7 +21,7 @@ app = faust.App(
     f"{settings.topic_prefix}hub-worker",
     broker=f"kafka://{settings.bootstrap}",
     store="memory://",
-    autodiscover=["streams.normalize", "dispatch.agents"],
+    autodiscover=["streams.normalize.agents", "dispatch.agents", "dispatch.deadletters.agents"],
     origin="streams",
     topic_partitions=settings.topic_partitions,
     topic_replication_factor=settings.topic_replication,
@@ -38,3 +42,20 @@ def _raw_topic(name: str) -> faust.TopicT:
 intake_raw = _raw_topic(topics.INTAKE_RAW)
 events_enriched = _raw_topic(topics.EVENTS_ENRICHED)
 dead_letter = _raw_topic(topics.DEAD_LETTER)
+
+
+class WorkerPool:
+    """The worker process's one database pool, opened by the first agent that needs it."""
+
+    def __init__(self) -> None:
+        self._pool: Any = None
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> Any:
+        async with self._lock:
+            if self._pool is None:
+                self._pool = await create_pool(settings.dsn, min_size=0, max_size=4)
+            return self._pool
+
+
+worker_pool = WorkerPool()

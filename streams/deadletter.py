@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -24,17 +25,31 @@ def describe(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def source_of(value: bytes) -> str | None:
+    """The source named in an intake envelope or event, if the bytes are one."""
+    try:
+        source = orjson.loads(value).get("source")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return source if isinstance(source, str) else None
+
+
 def dead_letter_record(*, message: Any, stage: str, reason: str) -> bytes:
-    """The dead-letter value: where the record came from, why it failed, and the record."""
+    """The dead-letter value: where the record came from, why it failed, and the record itself
+    (base64, byte for byte, so a replay sends exactly what failed)."""
     value: bytes = message.value if isinstance(message.value, bytes) else b""
+    key: bytes = message.key if isinstance(message.key, bytes) else b""
     return orjson.dumps(
         {
             "reason": reason,
             "stage": stage,
+            "source": source_of(value),
             "topic": message.topic,
             "partition": message.partition,
             "offset": message.offset,
             "failed_at": datetime.now(UTC),
+            "key_b64": base64.b64encode(key).decode(),
+            "value_b64": base64.b64encode(value).decode(),
             "value": value.decode("utf-8", errors="replace"),
         }
     )

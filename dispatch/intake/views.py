@@ -1,58 +1,194 @@
-"""Intake for civic source systems: validate, mask, make durable in Kafka, then answer 202.
+"""Intake for civic source systems: validate, mask, make durable in Kafka, then answer.
 
 Normalisation happens in the stream, not here: the edge stays thin and fast, and a replay of
-``intake.raw`` re-normalises with whatever the adapters know by then.
+``intake.raw`` re-normalises with whatever the adapters know by then. (No ``from __future__
+import annotations`` here: the per-source endpoints take their body type from a variable.)
 """
-
-from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, Body, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 
-from dispatch.intake.models import EventStatusRead, IntakeAccepted
-from dispatch.intake.privacy import mask_payload
-from dispatch.tickets import service
+from dispatch.intake import service
+from dispatch.intake.checks import payload_errors
+from dispatch.intake.models import (
+    BatchItemResult,
+    BatchResult,
+    EventStatusRead,
+    IntakeAccepted,
+    ReadBack,
+)
+from dispatch.tickets import service as tickets
+from hub.auth import Principal
 from hub.deps import BusDep, PoolDep, PrincipalDep, SettingsDep, require_source
+from hub.pack import load_pack, load_urban_management_codes
+from hub.settings import Settings
 from schemas import topics
-from schemas.codec import dumps
-from schemas.event import Source, event_id_for
-from schemas.intake import Hotline12345Order, IntakeEnvelope
+from schemas.event import Source
+from schemas.intake import CIVIC_SOURCES, SourcePayload, SourceSpec
 
-router = APIRouter(prefix="/api/v1/intake", tags=["intake"])
+
+def json_safe_errors(exc: ValidationError) -> list[dict[str, Any]]:
+    return [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+
+
+def _check(settings: Settings, spec: SourceSpec, payload: SourcePayload) -> list[dict[str, Any]]:
+    return payload_errors(
+        payload,
+        spec,
+        pack=load_pack(settings.pack_dir),
+        urban_codes=load_urban_management_codes(settings.packs_dir),
+        now=datetime.now(UTC),
+    )
+
+
+def _single_endpoint(source: Source, spec: SourceSpec) -> Any:
+    model = spec.model
+
+    async def post_one(
+        payload: model,  # type: ignore[valid-type]
+        request: Request,
+        response: Response,
+        principal: PrincipalDep,
+        bus: BusDep,
+        pool: PoolDep,
+        settings: SettingsDep,
+    ) -> IntakeAccepted:
+        require_source(principal, source)
+        errors = _check(settings, spec, payload)
+        if errors:
+            raise RequestValidationError(errors)  # counted as rejected by the app's handler
+        valid_payload: SourcePayload = payload
+        record = service.prepare(
+            source, valid_payload.model_dump(mode="json"), spec.external_id(valid_payload)
+        )
+        [outcome] = await service.accept(
+            pool=pool, bus=bus, topic=settings.topic(topics.INTAKE_RAW), source=source,
+            records=[record],
+        )  # fmt: skip
+        request.app.state.counters.add(source.value, outcome.status)
+        response.status_code = 200 if outcome.status == "duplicate" else 202
+        assert outcome.event_id is not None
+        return IntakeAccepted(event_id=outcome.event_id, status=outcome.status)  # type: ignore[arg-type]
+
+    post_one.__doc__ = (
+        f"Accept one {source.value} record ({model.__name__}). 202 once Kafka holds it; "
+        "the same record again is answered 200 `duplicate`, a changed one 202 `updated`."
+    )
+    return post_one
+
+
+def _batch_endpoint(source: Source, spec: SourceSpec, max_items: int) -> Any:
+    async def post_batch(
+        items: Annotated[list[dict[str, Any]], Body(min_length=1, max_length=max_items)],
+        request: Request,
+        principal: PrincipalDep,
+        bus: BusDep,
+        pool: PoolDep,
+        settings: SettingsDep,
+    ) -> BatchResult:
+        require_source(principal, source)
+        results: list[BatchItemResult | None] = [None] * len(items)
+        valid: list[tuple[int, service.Prepared]] = []
+        for index, item in enumerate(items):
+            try:
+                payload = spec.model.model_validate(item)
+            except ValidationError as exc:
+                results[index] = BatchItemResult(
+                    index=index, status="rejected", errors=json_safe_errors(exc)
+                )
+                continue
+            errors = _check(settings, spec, payload)
+            if errors:
+                results[index] = BatchItemResult(index=index, status="rejected", errors=errors)
+                continue
+            record = service.prepare(
+                source, payload.model_dump(mode="json"), spec.external_id(payload)
+            )
+            valid.append((index, record))
+        outcomes = await service.accept(
+            pool=pool, bus=bus, topic=settings.topic(topics.INTAKE_RAW), source=source,
+            records=[record for _, record in valid],
+        )  # fmt: skip
+        for (index, _), outcome in zip(valid, outcomes, strict=True):
+            results[index] = BatchItemResult(
+                index=index, status=outcome.status, event_id=outcome.event_id
+            )
+        final = [r for r in results if r is not None]
+        statuses = ("accepted", "updated", "duplicate", "rejected")
+        counts = {status: sum(r.status == status for r in final) for status in statuses}
+        for status, count in counts.items():
+            if count:
+                request.app.state.counters.add(source.value, status, count)
+        return BatchResult(**counts, results=final)
+
+    post_batch.__doc__ = (
+        f"Accept up to {max_items} {source.value} records ({spec.model.__name__}) in one "
+        "request. 200 with one result per item, in order: accepted, updated, duplicate, or "
+        "rejected with the reasons. Only valid items are sent; 503 means none was accepted."
+    )
+    return post_batch
+
+
+def _may_read(principal: Principal, source: str) -> bool:
+    return principal.role == "ops" or (principal.role == "source" and principal.scope == source)
+
+
+def build_router(settings: Settings) -> APIRouter:
+    router = APIRouter(prefix="/api/v1/intake", tags=["intake"])
+    for source, spec in CIVIC_SOURCES.items():
+        router.add_api_route(
+            f"/{source.value}", _single_endpoint(source, spec), methods=["POST"],
+            status_code=202, response_model=IntakeAccepted,
+            name=f"intake_{source.name.lower()}",
+            responses={200: {"model": IntakeAccepted, "description": "duplicate"}},
+        )  # fmt: skip
+        router.add_api_route(
+            f"/{source.value}:batch", _batch_endpoint(source, spec, settings.max_batch_items),
+            methods=["POST"], response_model=BatchResult,
+            name=f"intake_{source.name.lower()}_batch",
+        )  # fmt: skip
+
+    @router.get("/{source}/{external_id}", response_model=ReadBack)
+    async def read_back(
+        source: Source, external_id: str, pool: PoolDep, principal: PrincipalDep
+    ) -> ReadBack:
+        """Where a record a source sent stands: its event, ticket, status and department."""
+        if not _may_read(principal, source.value):
+            detail = f"{principal.name} may not read {source.value} records"
+            raise HTTPException(403, detail=detail)
+        row = await service.read_back(pool, source=source, external_id=external_id)
+        if row is None:
+            raise HTTPException(404, detail=f"no {source.value} record {external_id!r}")
+        ticket = None
+        if row["ticket_id"] is not None:
+            ticket = {
+                "ticket_id": row["ticket_id"],
+                "status": row["ticket_status"],
+                "department_code": row["department_code"],
+                "department_name": row["department_name"],
+                "updated_at": row["ticket_updated_at"],
+            }
+        state = "ticketed" if ticket else "stored" if row["revision"] is not None else "queued"
+        return ReadBack.model_validate({**row, "state": state, "ticket": ticket})
+
+    return router
+
+
 events_router = APIRouter(prefix="/api/v1/events", tags=["intake"])
-
-
-@router.post("/hotline-12345", status_code=202, response_model=IntakeAccepted)
-async def intake_hotline_12345(
-    order: Hotline12345Order, principal: PrincipalDep, bus: BusDep, settings: SettingsDep
-) -> IntakeAccepted:
-    """Accept a 12345 work order. 202 means Kafka holds it; posting it again is harmless."""
-    require_source(principal, Source.HOTLINE_12345)
-    envelope = IntakeEnvelope(
-        event_id=event_id_for(Source.HOTLINE_12345, order.order_no),
-        source=Source.HOTLINE_12345,
-        external_id=order.order_no,
-        received_at=datetime.now(UTC),
-        payload=mask_payload(order.model_dump(mode="json"), contact_fields={"caller_phone"}),
-    )
-    await bus.send(
-        settings.topic(topics.INTAKE_RAW), key=envelope.event_id.bytes, value=dumps(envelope)
-    )
-    return IntakeAccepted(event_id=envelope.event_id)
 
 
 @events_router.get("/{event_id}", response_model=EventStatusRead)
 async def read_event_status(
     event_id: uuid.UUID, pool: PoolDep, principal: PrincipalDep
 ) -> EventStatusRead:
-    """Read back an event a source sent: where it stands and which ticket carries it."""
-    row = await service.get_event_status(pool, event_id=event_id)
-    visible = row is not None and (
-        principal.role == "ops" or (principal.role == "source" and row["source"] == principal.scope)
-    )
-    if row is None or not visible:
+    """Read back an event by its id: where it stands and which ticket carries it."""
+    row = await tickets.get_event_status(pool, event_id=event_id)
+    if row is None or not _may_read(principal, row["source"]):
         raise HTTPException(
             404, detail=f"no processed event {event_id} visible to {principal.name} (yet)"
         )

@@ -1,15 +1,42 @@
--- name: insert_events
--- Replays and duplicates are harmless: an event is stored once, keyed by its derived id.
-INSERT INTO events (event_id, source, external_id, schema_version, occurred_at, received_at,
-                    lon, lat, address, text, priority, category, record)
-SELECT e.event_id, e.source, e.external_id, e.schema_version, e.occurred_at, e.received_at,
-       e.lon, e.lat, e.address, e.text, e.priority, e.category, e.record::jsonb
-FROM unnest($1::uuid[], $2::text[], $3::text[], $4::smallint[], $5::timestamptz[],
-            $6::timestamptz[], $7::float8[], $8::float8[], $9::text[], $10::text[], $11::text[],
-            $12::text[], $13::text[])
-     AS e(event_id, source, external_id, schema_version, occurred_at, received_at,
-          lon, lat, address, text, priority, category, record)
-ON CONFLICT (event_id) DO NOTHING
+-- name: upsert_events
+-- New events are stored; a changed payload (another hash, received later) becomes the next
+-- revision; replays and duplicates change nothing. Returns what was written.
+WITH incoming AS (
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::smallint[], $5::timestamptz[],
+                         $6::timestamptz[], $7::float8[], $8::float8[], $9::text[], $10::text[],
+                         $11::text[], $12::text[], $13::text[], $14::text[], $15::text[])
+         AS e(event_id, source, external_id, schema_version, occurred_at, received_at,
+              lon, lat, address, text, priority, category, source_category, payload_hash, record)
+), written AS (
+    INSERT INTO events AS old (event_id, source, external_id, schema_version, occurred_at,
+                               received_at, lon, lat, address, text, priority, category,
+                               source_category, payload_hash, record)
+    SELECT event_id, source, external_id, schema_version, occurred_at, received_at, lon, lat,
+           address, text, priority, category, source_category, payload_hash, record::jsonb
+    FROM incoming
+    ON CONFLICT (event_id) DO UPDATE SET
+        schema_version = excluded.schema_version, occurred_at = excluded.occurred_at,
+        received_at = excluded.received_at, lon = excluded.lon, lat = excluded.lat,
+        address = excluded.address, text = excluded.text, priority = excluded.priority,
+        category = excluded.category, source_category = excluded.source_category,
+        payload_hash = excluded.payload_hash, record = excluded.record,
+        revision = old.revision + 1, updated_at = now()
+    WHERE old.payload_hash <> excluded.payload_hash AND excluded.received_at > old.received_at
+    RETURNING event_id, revision, payload_hash, record
+)
+INSERT INTO event_revisions (event_id, revision, payload_hash, record)
+SELECT event_id, revision, payload_hash, record FROM written
+RETURNING event_id, revision
+
+-- name: note_event_updates
+-- The ticket's history says when the source changed the report it carries.
+INSERT INTO ticket_history (ticket_id, action, actor, from_status, to_status, department_code,
+                            note)
+SELECT t.ticket_id, 'event_updated', 'source:' || e.source, t.status, t.status,
+       t.department_code, 'the source sent revision ' || u.revision
+FROM unnest($1::uuid[], $2::int[]) AS u(event_id, revision)
+JOIN tickets t ON t.event_id = u.event_id
+JOIN events e ON e.event_id = u.event_id
 
 -- name: open_tickets
 -- One ticket per event (unique event_id); only newly opened tickets get a history row.

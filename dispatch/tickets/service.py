@@ -35,11 +35,13 @@ async def get_triage_department(conn: Any) -> str | None:
 async def store_events_and_open_tickets(
     conn: Any, *, events: Sequence[EventV1], department_code: str
 ) -> list[uuid.UUID]:
-    """Store the events and open one ticket for each in one transaction; return new ticket ids."""
+    """Store new events and revisions, open one ticket per new event, note updates on tickets;
+    all in one transaction. Returns the ids of tickets opened now."""
+    # Within one batch the last record of an event is its newest (Kafka keeps per-key order).
     unique = list({event.event_id: event for event in events}.values())
     async with conn.transaction():
-        await conn.execute(
-            Q["insert_events"],
+        written = await conn.fetch(
+            Q["upsert_events"],
             [e.event_id for e in unique],
             [e.source.value for e in unique],
             [e.external_id for e in unique],
@@ -52,8 +54,15 @@ async def store_events_and_open_tickets(
             [e.text for e in unique],
             [e.priority.value for e in unique],
             [e.category for e in unique],
+            [e.source_category for e in unique],
+            [e.payload_hash for e in unique],
             [orjson.dumps(e.model_dump(mode="python")).decode() for e in unique],
         )
+        updated = [(row["event_id"], row["revision"]) for row in written if row["revision"] > 1]
+        if updated:
+            await conn.execute(
+                Q["note_event_updates"], [e for e, _ in updated], [r for _, r in updated]
+            )
         rows = await conn.fetch(
             Q["open_tickets"],
             [ticket_id_for(e.event_id) for e in unique],

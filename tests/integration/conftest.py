@@ -22,6 +22,7 @@ from hub.api import create_app
 from hub.auth import create_api_key
 from hub.cli import migrate_all
 from hub.db import create_pool
+from hub.pack import load_pack
 from hub.seed import seed
 from hub.settings import Settings, get_settings
 from tests.conftest import BASE_DSN, TEST_DATABASE
@@ -42,7 +43,7 @@ async def prepared(settings: Settings) -> AsyncIterator[Settings]:
     try:
         await migrate_all(settings)
         conn = await asyncpg.connect(settings.dsn)
-        await seed(conn, settings.packs_dir / "wenzhou")
+        await seed(conn, load_pack(settings.pack_dir))
         await conn.close()
         yield settings
     finally:

@@ -54,12 +54,20 @@ async def test_accepted_order_is_in_kafka_masked_before_the_202(api, keys, prepa
     assert "138****2345" in envelope["payload"]["content"]
 
 
-async def test_posting_the_same_order_again_gives_the_same_event_id(api, keys):
+async def test_a_repeat_is_a_200_duplicate_and_a_change_is_an_update(api, keys, prepared):
     body = order()
-    first = await api.post(URL, json=body, headers={"X-API-Key": keys["hotline"]})
-    second = await api.post(URL, json=body, headers={"X-API-Key": keys["hotline"]})
-    assert first.status_code == second.status_code == 202
-    assert first.json()["event_id"] == second.json()["event_id"]
+    headers = {"X-API-Key": keys["hotline"]}
+    first = await api.post(URL, json=body, headers=headers)
+    assert (first.status_code, first.json()["status"]) == (202, "accepted")
+    before = await end_offsets(prepared, topics.INTAKE_RAW)
+    second = await api.post(URL, json=body, headers=headers)
+    assert (second.status_code, second.json()["status"]) == (200, "duplicate")
+    assert second.json()["event_id"] == first.json()["event_id"]
+    assert await end_offsets(prepared, topics.INTAKE_RAW) == before  # nothing sent again
+    changed = await api.post(URL, json={**body, "content": "路灯仍然不亮"}, headers=headers)
+    assert (changed.status_code, changed.json()["status"]) == (202, "updated")
+    assert changed.json()["event_id"] == first.json()["event_id"]
+    assert await end_offsets(prepared, topics.INTAKE_RAW) == before + 1
 
 
 @pytest.mark.parametrize(
@@ -70,7 +78,7 @@ async def test_posting_the_same_order_again_gives_the_same_event_id(api, keys):
         (lambda: {"json": order(call_time="yesterday")}, 422, "call_time"),
         (lambda: {"json": order(content="x" * 4001)}, 422, "content"),
         (lambda: {"content": b'{"order_no": "WZ-1", ', "headers": {}}, 422, "JSON"),
-        (lambda: {"json": order(content="长" * 100_000)}, 413, "exceeds"),
+        (lambda: {"json": order(content="长" * 400_000)}, 413, "exceeds"),
     ],
     ids=["missing", "wrong-type", "bad-time", "too-long", "malformed-json", "oversized"],
 )
@@ -88,7 +96,7 @@ async def test_bad_input_gets_a_reason_and_nothing_reaches_kafka(
 
 async def test_streamed_oversized_body_is_refused(api, keys):
     async def chunks():
-        for _ in range(100):
+        for _ in range(120):
             yield b"x" * 10_000
 
     response = await api.post(

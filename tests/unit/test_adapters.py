@@ -60,7 +60,7 @@ def test_invalid_payload_raises_a_value_error_naming_the_field():
 
 def test_source_without_adapter_is_refused():
     with pytest.raises(UnknownSource):
-        normalize(envelope({"order_no": "X"}, source=Source.GRID_GOVERNANCE))
+        normalize(envelope({"order_no": "X"}, source=Source.IOT))
 
 
 def test_clean_text_keeps_single_newlines():

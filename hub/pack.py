@@ -1,0 +1,95 @@
+"""Jurisdiction packs: a city's data (bounds, departments, taxonomy), read from ``packs/``.
+
+Another city is another folder, not a code change. National tables live in ``packs/national``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Department:
+    code: str
+    name: str
+    is_triage: bool
+
+
+@dataclass(frozen=True)
+class Category:
+    code: str
+    name: str
+    group: str
+    department_code: str
+    priority: str
+    description: str
+    attributes: tuple[dict[str, Any], ...]
+
+
+@dataclass(frozen=True)
+class Pack:
+    name: str
+    # WGS-84 [west, south, east, north]: coordinates outside it are refused at the edge.
+    bbox: tuple[float, float, float, float]
+    departments: tuple[Department, ...]
+    categories: tuple[Category, ...]
+
+    def contains(self, lon: float, lat: float) -> bool:
+        west, south, east, north = self.bbox
+        return west <= lon <= east and south <= lat <= north
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+@lru_cache
+def load_pack(pack_dir: Path) -> Pack:
+    """Read and check a pack; raises ValueError naming what is wrong."""
+    if not pack_dir.is_dir():
+        raise FileNotFoundError(f"no jurisdiction pack at {pack_dir}")
+    meta = json.loads((pack_dir / "pack.json").read_text(encoding="utf-8"))
+    departments = tuple(
+        Department(row["code"], row["name"], row["is_triage"].strip().lower() == "true")
+        for row in _rows(pack_dir / "departments.csv")
+    )
+    if sum(d.is_triage for d in departments) != 1:
+        raise ValueError(f"{pack_dir}/departments.csv must mark exactly one triage department")
+    attributes_path = pack_dir / "service-attributes.json"
+    attributes = json.loads(attributes_path.read_text("utf-8")) if attributes_path.exists() else {}
+    categories = tuple(
+        Category(
+            code=row["code"],
+            name=row["name"],
+            group=row["group"],
+            department_code=row["department"],
+            priority=row["priority"],
+            description=row["description"],
+            attributes=tuple(attributes.get(row["code"], ())),
+        )
+        for row in _rows(pack_dir / "taxonomy.csv")
+    )
+    known = {d.code for d in departments}
+    for category in categories:
+        if category.department_code not in known:
+            raise ValueError(
+                f"category {category.code}: unknown department {category.department_code}"
+            )
+    bbox = [float(v) for v in meta["bbox"]]
+    if len(bbox) != 4:
+        raise ValueError(f"{pack_dir}/pack.json: bbox needs 4 numbers")
+    west, south, east, north = bbox
+    return Pack(meta["name"], (west, south, east, north), departments, categories)
+
+
+@lru_cache
+def load_urban_management_codes(packs_dir: Path) -> dict[tuple[str, str], str]:
+    """(kind, 5-digit code) → name, from the national table."""
+    rows = _rows(packs_dir / "national" / "urban-management-codes.csv")
+    return {(row["kind"], row["code"]): row["name"] for row in rows}
