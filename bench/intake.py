@@ -193,8 +193,16 @@ def stop_api(server: subprocess.Popen[bytes]) -> None:
     try:
         server.wait(timeout=STOP_GRACE_S)
     except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
+        pass
+    finally:  # also on a second Ctrl-C while waiting: never leave the server behind
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+
+
+def sigterm_as_sigint(signum: int, frame: object) -> None:
+    """Make `kill` stop the benchmark exactly like Ctrl-C, which asyncio.run handles cleanly."""
+    signal.raise_signal(signal.SIGINT)
 
 
 async def wait_ready(base_url: str, exited: Callable[[], int | None], log_path: Path) -> None:
@@ -473,7 +481,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings()
     port = free_port()
     command = api_command(port, args.workers)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` cleans up like Ctrl-C
+    # Even where a shell started us ignoring SIGINT (`… &`): Ctrl-C and `kill` both clean up.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, sigterm_as_sigint)
     try:
         key = asyncio.run(prepare(settings))
         server = start_api(command, dict(os.environ), log_path_for(args.out))

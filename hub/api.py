@@ -10,12 +10,14 @@ from contextlib import asynccontextmanager
 import asyncpg
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from dispatch.deadletters.views import router as admin_router
 from dispatch.intake.service import IntakeCounters
 from dispatch.intake.views import build_router as build_intake_router
 from dispatch.intake.views import events_router
+from dispatch.open311.formats import Open311Error, render_error
+from dispatch.open311.views import router as open311_router
 from dispatch.tickets.views import router as tickets_router
 from hub.auth import KeyResolver
 from hub.bus import BusUnavailable, EventBus
@@ -115,6 +117,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             headers={"Retry-After": "5"},
         )
 
+    @app.exception_handler(Open311Error)
+    async def _open311_error(request: Request, exc: Open311Error) -> Response:
+        return render_error(exc)
+
     @app.exception_handler(RequestValidationError)
     async def _rejected(request: Request, exc: RequestValidationError) -> JSONResponse:
         source = _intake_source(request.url.path)
@@ -132,6 +138,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         events_router,
         tickets_router,
         admin_router,
+        open311_router,
     ):
         app.include_router(router)
     return app

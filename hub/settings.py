@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     # How long a request may wait for Kafka's acknowledgement before the caller hears 503.
     kafka_send_timeout_s: float = Field(default=5.0, gt=0)
 
+    # Open311 `GET requests` is public (no key): only these sources' reports are listed there.
+    # 120 medical records never are.
+    open311_public_sources: list[str] = ["open311", "hotline-12345", "urban-inspection",
+                                         "grid-governance"]  # fmt: skip
+
     worker_batch_size: int = Field(default=500, ge=1)
     worker_batch_window_s: float = Field(default=0.2, gt=0)
 
