@@ -59,6 +59,15 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
 
+def _open311_validation_error(exc: RequestValidationError) -> Open311Error:
+    """The spec's error list: 404 for a format not served, 400 for other bad parameters."""
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"][1:]) or "request"
+    if tuple(first["loc"]) == ("path", "fmt"):
+        return Open311Error(404, "format not served: use .json or .xml")
+    return Open311Error(400, f"{where}: {first['msg']}")
+
+
 def _intake_source(path: str) -> str | None:
     prefix = "/api/v1/intake/"
     if not path.startswith(prefix):
@@ -122,7 +131,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return render_error(exc)
 
     @app.exception_handler(RequestValidationError)
-    async def _rejected(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _rejected(request: Request, exc: RequestValidationError) -> Response:
+        if request.url.path.startswith("/open311/"):
+            return render_error(_open311_validation_error(exc))
         source = _intake_source(request.url.path)
         if source is not None:
             request.app.state.counters.add(source, "rejected")

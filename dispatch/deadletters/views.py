@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel
 
 from dispatch.deadletters import service
@@ -62,7 +62,9 @@ async def list_dead_letters(
 
 
 @router.post("/dead-letters/{letter_id}/replay", response_model=ReplayResult)
-async def replay_dead_letter(letter_id: int, pool: PoolDep, bus: BusDep, _: OpsDep) -> Any:
+async def replay_dead_letter(
+    letter_id: Annotated[int, Path(ge=1, le=2**63 - 1)], pool: PoolDep, bus: BusDep, _: OpsDep
+) -> Any:
     """Send the record, byte for byte, back to the topic it failed on (after a fix).
 
     Replays are idempotent downstream: an event is stored once however often it arrives."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from dispatch.intake import service as intake
 from dispatch.intake.checks import location_errors
 from dispatch.open311 import service
-from dispatch.open311.formats import FORMATS, Open311Error, iso, render
+from dispatch.open311.formats import Open311Error, iso, render
 from hub.auth import KeyResolver
 from hub.deps import BusDep, PoolDep, SettingsDep
 from hub.pack import load_pack
@@ -26,22 +26,30 @@ from schemas import topics
 from schemas.event import Source
 from schemas.intake import CHINA_TZ, Open311Request
 
-router = APIRouter(prefix="/open311/v2", tags=["open311"])
+_BOTH = {"content": {"application/json": {}, "text/xml": {}}}
+router = APIRouter(
+    prefix="/open311/v2",
+    tags=["open311"],
+    default_response_class=Response,
+    responses={
+        200: {"description": "the document, in the format the path names", **_BOTH},
+        201: {"description": "the request was accepted (POST only)", **_BOTH},
+        400: {"description": "the spec's error list", **_BOTH},
+        403: {"description": "the spec's error list", **_BOTH},
+        404: {"description": "the spec's error list", **_BOTH},
+    },
+)
 DEFAULT_WINDOW = timedelta(days=90)
 MAX_REQUESTS = 1000
 PERSONAL_FIELDS = ("email", "phone", "first_name", "last_name", "device_id", "account_id")
 
 
-def _format(fmt: str) -> str:
-    if fmt not in FORMATS:
-        raise Open311Error(404, f"format {fmt!r} is not served: use .json or .xml")
-    return fmt
+Format = Literal["json", "xml"]  # an unknown one is answered 404 by the app's handler
 
 
 @router.get("/discovery.{fmt}")
-async def discovery(fmt: str, request: Request) -> Response:
+async def discovery(fmt: Format, request: Request) -> Response:
     """Where this GeoReport v2 endpoint lives and what it speaks."""
-    fmt = _format(fmt)
     base = str(request.base_url).rstrip("/") + "/open311/v2/"
     document = {
         "changeset": iso(datetime(2026, 11, 26, tzinfo=UTC)),
@@ -61,17 +69,15 @@ async def discovery(fmt: str, request: Request) -> Response:
 
 
 @router.get("/services.{fmt}")
-async def list_services(fmt: str, pool: PoolDep) -> Response:
+async def list_services(fmt: Format, pool: PoolDep) -> Response:
     """Every service (category) a request can be filed under."""
-    fmt = _format(fmt)
     async with pool.acquire() as conn:
         return render(fmt, "services", await service.list_services(conn))
 
 
 @router.get("/services/{service_code}.{fmt}")
-async def service_definition(service_code: str, fmt: str, pool: PoolDep) -> Response:
+async def service_definition(service_code: str, fmt: Format, pool: PoolDep) -> Response:
     """The attributes a service asks for (its extra questions)."""
-    fmt = _format(fmt)
     async with pool.acquire() as conn:
         definition = await service.get_service(conn, code=service_code)
     if definition is None:
@@ -115,12 +121,50 @@ async def _client(request: Request, api_key: str | None, fmt: str) -> str:
     return f"key-{principal.key_id}"
 
 
-@router.post("/requests.{fmt}")
+_FORM_FIELDS = {
+    "api_key": "the client's key (required)",
+    "service_code": "from services (required)",
+    "lat": "WGS-84 latitude; lat and long, or address_string, is required",
+    "long": "WGS-84 longitude",
+    "address_string": "a human-readable address",
+    "address_id": "an address id of the jurisdiction",
+    "description": "up to 4,000 characters",
+    "media_url": "a URL of a photo",
+    "email": "stored masked",
+    "phone": "stored masked",
+    "first_name": "",
+    "last_name": "",
+    "device_id": "",
+    "account_id": "echoed in the answer",
+}
+POST_FORM = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "required": ["api_key", "service_code"],
+                    "properties": {
+                        name: {"type": "string", "description": text}
+                        for name, text in _FORM_FIELDS.items()
+                    },
+                    "additionalProperties": {
+                        "type": "string",
+                        "description": "attribute[code] (or attribute[code][] for lists)",
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post("/requests.{fmt}", openapi_extra=POST_FORM)
 async def post_request(
-    fmt: str, request: Request, pool: PoolDep, bus: BusDep, settings: SettingsDep
+    fmt: Format, request: Request, pool: PoolDep, bus: BusDep, settings: SettingsDep
 ) -> Response:
     """File a service request (form-encoded, per the spec). Answered once Kafka holds it."""
-    fmt = _format(fmt)
     form = await request.form()
     client = await _client(request, _str(form.get("api_key")), fmt)
     service_code = _str(form.get("service_code"))
@@ -195,7 +239,7 @@ def _ids(value: str, fmt: str) -> list[uuid.UUID]:
 
 @router.get("/requests.{fmt}")
 async def list_requests(
-    fmt: str,
+    fmt: Format,
     pool: PoolDep,
     settings: SettingsDep,
     service_request_id: str | None = None,
@@ -206,7 +250,6 @@ async def list_requests(
 ) -> Response:
     """Requests, newest first: by id (other filters then ignored, per the spec), or by service
     code, status and date range (default the last 90 days, at most 1,000)."""
-    fmt = _format(fmt)
     sources = settings.open311_public_sources
     async with pool.acquire() as conn:
         if service_request_id:
@@ -235,10 +278,9 @@ async def list_requests(
 
 @router.get("/requests/{service_request_id}.{fmt}")
 async def get_request(
-    service_request_id: str, fmt: str, pool: PoolDep, settings: SettingsDep
+    service_request_id: str, fmt: Format, pool: PoolDep, settings: SettingsDep
 ) -> Response:
     """One request, as a list of one (the spec's shape)."""
-    fmt = _format(fmt)
     async with pool.acquire() as conn:
         found = await service.requests_by_id(
             conn, ids=_ids(service_request_id, fmt), sources=settings.open311_public_sources
@@ -249,10 +291,9 @@ async def get_request(
 
 
 @router.get("/tokens/{token}.{fmt}")
-async def get_token(token: str, fmt: str, pool: PoolDep, settings: SettingsDep) -> Response:
+async def get_token(token: str, fmt: Format, pool: PoolDep, settings: SettingsDep) -> Response:
     """Tokens are service request ids here (ids are known at once); answered for
     clients that poll tokens."""
-    fmt = _format(fmt)
     async with pool.acquire() as conn:
         found = await service.requests_by_id(
             conn, ids=_ids(token, fmt), sources=settings.open311_public_sources

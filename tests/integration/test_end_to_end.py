@@ -1,45 +1,12 @@
 """The first vertical slice, every hop real: HTTP (uvicorn) → Kafka → `hub worker` →
 PostgreSQL → HTTP read-back. It fails if any hop breaks."""
 
-import os
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from datetime import UTC, datetime
 
 import httpx
-import pytest
 
 from tests.integration.helpers import eventually
-
-
-@pytest.fixture(scope="module")
-def api_url(prepared):
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hub.cli", "api", "--port", str(port)],
-        env=os.environ,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/readyz").status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert proc.poll() is None, "hub api exited"
-        assert time.monotonic() < deadline, "hub api did not become ready"
-        time.sleep(0.3)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
 
 
 async def test_a_12345_order_becomes_a_ticket_the_department_can_read(worker, keys, api_url):

@@ -191,3 +191,12 @@ async def test_kafka_unreachable_gives_503_and_the_api_recovers_when_it_returns(
                 assert (await client.get("/readyz")).status_code == 200
             finally:
                 await gate.close()
+
+
+async def test_ids_beyond_the_database_range_are_a_422_not_a_500(api, keys):
+    # Found by fuzzing: a path id past int64 used to reach PostgreSQL and fail there.
+    response = await api.post(
+        "/api/v1/admin/dead-letters/99999999999999999999/replay",
+        headers={"X-API-Key": keys["ops"]},
+    )
+    assert response.status_code == 422
