@@ -79,8 +79,9 @@ async def test_a_repeat_is_a_200_duplicate_and_a_change_is_an_update(api, keys, 
         (lambda: {"json": order(content="x" * 4001)}, 422, "content"),
         (lambda: {"content": b'{"order_no": "WZ-1", ', "headers": {}}, 422, "JSON"),
         (lambda: {"json": order(content="长" * 400_000)}, 413, "exceeds"),
+        (lambda: {"content": orjson.dumps(order()).decode().encode("gbk")}, 4, "body"),
     ],
-    ids=["missing", "wrong-type", "bad-time", "too-long", "malformed-json", "oversized"],
+    ids=["missing", "wrong-type", "bad-time", "too-long", "malformed-json", "oversized", "gbk"],
 )
 async def test_bad_input_gets_a_reason_and_nothing_reaches_kafka(
     api, keys, prepared, make_request, status, reason
@@ -89,7 +90,10 @@ async def test_bad_input_gets_a_reason_and_nothing_reaches_kafka(
     kwargs = make_request()
     headers = {"X-API-Key": keys["hotline"], "content-type": "application/json"}
     response = await api.post(URL, headers={**headers, **kwargs.pop("headers", {})}, **kwargs)
-    assert response.status_code == status, response.text
+    if status == 4:  # any 4xx will do: what matters is a reason and nothing sent
+        assert 400 <= response.status_code < 500, response.text
+    else:
+        assert response.status_code == status, response.text
     assert reason in response.text
     assert await end_offsets(prepared, topics.INTAKE_RAW) == before
 
