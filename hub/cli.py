@@ -99,6 +99,8 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
         factory=True,
         host=args.host or settings.api_host,
         port=args.port or settings.api_port,
+        workers=args.workers or settings.api_workers,
+        access_log=settings.api_access_log,
         log_level="info",
     )
     return 0
@@ -144,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("api", help="serve the HTTP API")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
+    p.add_argument("--workers", type=int, help="processes (default HUB_API_WORKERS or 1)")
     p.set_defaults(func=cmd_api)
 
     p = sub.add_parser("worker", help="run the Faust stream worker")

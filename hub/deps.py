@@ -1,4 +1,8 @@
-"""FastAPI dependencies: settings, the pool, the bus and the calling principal."""
+"""FastAPI dependencies: settings, the pool, the bus and the calling principal.
+
+All are ``async def``: FastAPI runs plain ``def`` dependencies in a thread pool, a costly hop
+on every request for what is only an attribute read.
+"""
 
 from __future__ import annotations
 
@@ -11,16 +15,16 @@ from hub.bus import EventBus
 from hub.settings import Settings
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def _pool(request: Request) -> Any:
+async def _pool(request: Request) -> Any:
     return request.app.state.pool
 
 
-def _bus(request: Request) -> EventBus:
+async def _bus(request: Request) -> EventBus:
     bus: EventBus = request.app.state.bus
     return bus
 
@@ -54,7 +58,7 @@ BusDep = Annotated[EventBus, Depends(_bus)]
 PrincipalDep = Annotated[Principal, Depends(_principal)]
 
 
-def _staff(principal: PrincipalDep) -> Principal:
+async def _staff(principal: PrincipalDep) -> Principal:
     if principal.role not in ("department", "ops"):
         raise HTTPException(403, detail=f"{principal.name} may not read tickets")
     return principal
@@ -69,7 +73,7 @@ def require_source(principal: Principal, source: str) -> None:
         raise HTTPException(403, detail=f"{principal.name} may not post {source} events")
 
 
-def _ops(principal: PrincipalDep) -> Principal:
+async def _ops(principal: PrincipalDep) -> Principal:
     if principal.role != "ops":
         raise HTTPException(403, detail=f"{principal.name} is not the operations centre")
     return principal

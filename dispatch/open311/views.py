@@ -26,7 +26,7 @@ from schemas import topics
 from schemas.event import Source
 from schemas.intake import CHINA_TZ, Open311Request
 
-_BOTH = {"content": {"application/json": {}, "text/xml": {}}}
+_BOTH: dict[str, Any] = {"content": {"application/json": {}, "text/xml": {}}}
 router = APIRouter(
     prefix="/open311/v2",
     tags=["open311"],
