@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from dispatch.deadletters.views import router as admin_router
+from dispatch.intake.receipts import ReceiptBook
 from dispatch.intake.service import IntakeCounters
 from dispatch.intake.views import build_router as build_intake_router
 from dispatch.intake.views import events_router
@@ -93,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.bus = EventBus(settings.bootstrap, send_timeout_s=settings.kafka_send_timeout_s)
         await app.state.bus.start()
         app.state.counters = IntakeCounters()
+        app.state.receipts = ReceiptBook(app.state.pool)
         flusher = asyncio.create_task(_flush_counters_forever(app))
         try:
             yield

@@ -1,14 +1,15 @@
 -- name: known_hashes
-SELECT external_id, payload_hash FROM intake_receipts
-WHERE source = $1 AND external_id = ANY($2::text[])
+SELECT r.source, r.external_id, r.payload_hash
+FROM unnest($1::text[], $2::text[]) AS k(source, external_id)
+JOIN intake_receipts r USING (source, external_id)
 
 -- name: record_receipts
-INSERT INTO intake_receipts (source, external_id, event_id, payload_hash)
-SELECT $1, r.external_id, r.event_id, r.payload_hash
-FROM unnest($2::text[], $3::uuid[], $4::text[]) AS r(external_id, event_id, payload_hash)
+-- One row per (source, external id) per call: the caller folds repeats into `deliveries`.
+INSERT INTO intake_receipts (source, external_id, event_id, payload_hash, deliveries)
+SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::text[], $5::int[])
 ON CONFLICT (source, external_id) DO UPDATE SET
     payload_hash = excluded.payload_hash,
-    deliveries = intake_receipts.deliveries + 1,
+    deliveries = intake_receipts.deliveries + excluded.deliveries,
     last_received_at = now()
 
 -- name: add_counters

@@ -2,6 +2,7 @@
 
 Kafka is the only thing intake needs: if PostgreSQL is away, repeats cannot be recognised and
 are sent again, which is harmless because the worker stores each (source, external id) once.
+Receipts (what was accepted, by content hash) are looked up and written in shared batches.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import asyncpg
 import orjson
 
 from dispatch.intake.privacy import mask_payload
+from dispatch.intake.receipts import ReceiptBook
 from hub.bus import EventBus
 from hub.sql import load_queries
 from schemas.codec import dumps
@@ -58,27 +60,18 @@ def prepare(source: Source, payload: dict[str, Any], external_id: str) -> Prepar
     return Prepared(external_id, mask_payload(payload, contact_fields=contact_fields))
 
 
-async def _known_hashes(pool: Any, source: Source, external_ids: list[str]) -> dict[str, str]:
-    try:
-        rows = await pool.fetch(Q["known_hashes"], source.value, external_ids)
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        log.warning("receipts unavailable, sending without de-duplication: %r", exc)
-        return {}
-    return {row["external_id"]: row["payload_hash"] for row in rows}
-
-
 async def accept(
-    *, pool: Any, bus: EventBus, topic: str, source: Source, records: list[Prepared]
+    *, receipts: ReceiptBook, bus: EventBus, topic: str, source: Source, records: list[Prepared]
 ) -> list[Outcome]:
     """Send what is new or changed, in order; report each record's outcome.
 
     Raises BusUnavailable (nothing is answered 2xx) when Kafka does not acknowledge.
     """
-    known = await _known_hashes(pool, source, [r.external_id for r in records])
+    known = await receipts.known_hashes(source.value, [r.external_id for r in records])
     now = datetime.now(UTC)
     outcomes: list[Outcome] = []
     to_send: list[tuple[bytes, bytes]] = []
-    receipts: dict[str, tuple[uuid.UUID, str]] = {}
+    sent: dict[str, tuple[uuid.UUID, str]] = {}
     for record in records:
         event_id = event_id_for(source, record.external_id)
         previous = known.get(record.external_id)
@@ -97,27 +90,11 @@ async def accept(
             payload=record.payload,
         )
         to_send.append((event_id.bytes, dumps(envelope)))
-        receipts[record.external_id] = (event_id, record.payload_hash)
+        sent[record.external_id] = (event_id, record.payload_hash)
     if to_send:
         await bus.send_many(topic, to_send)
-        await _record_receipts(pool, source, receipts)
+        await receipts.record(source.value, sent)
     return outcomes
-
-
-async def _record_receipts(
-    pool: Any, source: Source, receipts: dict[str, tuple[uuid.UUID, str]]
-) -> None:
-    try:
-        await pool.execute(
-            Q["record_receipts"],
-            source.value,
-            list(receipts),
-            [event_id for event_id, _ in receipts.values()],
-            [digest for _, digest in receipts.values()],
-        )
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        # Already durable in Kafka: a missing receipt only means a repeat is sent again.
-        log.warning("could not record %d receipts: %r", len(receipts), exc)
 
 
 async def read_back(pool: Any, *, source: Source, external_id: str) -> dict[str, Any] | None:

@@ -55,7 +55,6 @@ def _single_endpoint(source: Source, spec: SourceSpec) -> Any:
         response: Response,
         principal: PrincipalDep,
         bus: BusDep,
-        pool: PoolDep,
         settings: SettingsDep,
     ) -> IntakeAccepted:
         require_source(principal, source)
@@ -67,9 +66,12 @@ def _single_endpoint(source: Source, spec: SourceSpec) -> Any:
             source, valid_payload.model_dump(mode="json"), spec.external_id(valid_payload)
         )
         [outcome] = await service.accept(
-            pool=pool, bus=bus, topic=settings.topic(topics.INTAKE_RAW), source=source,
+            receipts=request.app.state.receipts,
+            bus=bus,
+            topic=settings.topic(topics.INTAKE_RAW),
+            source=source,
             records=[record],
-        )  # fmt: skip
+        )
         request.app.state.counters.add(source.value, outcome.status)
         response.status_code = 200 if outcome.status == "duplicate" else 202
         assert outcome.event_id is not None
@@ -88,7 +90,6 @@ def _batch_endpoint(source: Source, spec: SourceSpec, max_items: int) -> Any:
         request: Request,
         principal: PrincipalDep,
         bus: BusDep,
-        pool: PoolDep,
         settings: SettingsDep,
     ) -> BatchResult:
         require_source(principal, source)
@@ -111,9 +112,12 @@ def _batch_endpoint(source: Source, spec: SourceSpec, max_items: int) -> Any:
             )
             valid.append((index, record))
         outcomes = await service.accept(
-            pool=pool, bus=bus, topic=settings.topic(topics.INTAKE_RAW), source=source,
+            receipts=request.app.state.receipts,
+            bus=bus,
+            topic=settings.topic(topics.INTAKE_RAW),
+            source=source,
             records=[record for _, record in valid],
-        )  # fmt: skip
+        )
         for (index, _), outcome in zip(valid, outcomes, strict=True):
             results[index] = BatchItemResult(
                 index=index, status=outcome.status, event_id=outcome.event_id

@@ -201,9 +201,12 @@ async def post_request(
     payload = open311_request.model_dump(mode="json", exclude_none=True)
     record = intake.prepare(Source.OPEN311, payload, uuid.uuid4().hex)
     [outcome] = await intake.accept(
-        pool=pool, bus=bus, topic=settings.topic(topics.INTAKE_RAW), source=Source.OPEN311,
+        receipts=request.app.state.receipts,
+        bus=bus,
+        topic=settings.topic(topics.INTAKE_RAW),
+        source=Source.OPEN311,
         records=[record],
-    )  # fmt: skip
+    )
     request.app.state.counters.add(Source.OPEN311.value, outcome.status)
     answer = {
         "service_request_id": str(outcome.event_id),
