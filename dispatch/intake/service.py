@@ -81,7 +81,8 @@ async def accept(
         outcomes.append(Outcome("accepted" if previous is None else "updated", event_id))
         # A repeat later in the same batch is then a duplicate.
         known[record.external_id] = record.payload_hash
-        envelope = IntakeEnvelope(
+        # Built from values made here, so not validated again (the worker validates on read).
+        envelope = IntakeEnvelope.model_construct(
             event_id=event_id,
             source=source,
             external_id=record.external_id,
