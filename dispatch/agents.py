@@ -1,7 +1,8 @@
 """open_tickets: events.enriched → one ticket per event in PostgreSQL, in batches.
 
 Until routing rules exist every ticket goes to the triage department. Database trouble is
-retried, never skipped: the batch's offsets are committed only after it is written.
+retried, never skipped: the batch's offsets are committed only after it is written. A record
+the database refuses for its content is dead-lettered alone; the rest of its batch is stored.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import logging
 from functools import partial
 from typing import Any
+
+import asyncpg
 
 from dispatch.tickets import service
 from schemas.codec import loads
@@ -18,16 +21,19 @@ from streams.deadletter import describe, send_to_dead_letter
 from streams.retry import retry_until_done
 
 log = logging.getLogger(__name__)
+# Refusals about the data itself: retrying the same record can never succeed.
+REFUSED_RECORD = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
+STAGE = "open_tickets"
 
 
-async def _decode(batch: list[Any]) -> list[EventV1]:
-    events = []
+async def _decode(batch: list[Any]) -> list[tuple[Any, EventV1]]:
+    decoded = []
     for event in batch:
         try:
-            events.append(loads(EventV1, event.value))
+            decoded.append((event, loads(EventV1, event.value)))
         except ValueError as exc:
-            await send_to_dead_letter(event.message, stage="open_tickets", reason=describe(exc))
-    return events
+            await send_to_dead_letter(event.message, stage=STAGE, reason=describe(exc))
+    return decoded
 
 
 async def _store(pool: Any, events: list[EventV1]) -> None:
@@ -38,12 +44,27 @@ async def _store(pool: Any, events: list[EventV1]) -> None:
         await service.store_events_and_open_tickets(conn, events=events, department_code=department)
 
 
+async def _store_or_isolate(pool: Any, decoded: list[tuple[Any, EventV1]]) -> None:
+    try:
+        await _store(pool, [event for _, event in decoded])
+        return
+    except REFUSED_RECORD as exc:
+        log.warning("batch of %d refused (%r): storing one by one", len(decoded), exc)
+    for message_event, event in decoded:  # stores are idempotent: repeating the good is safe
+        try:
+            await _store(pool, [event])
+        except REFUSED_RECORD as exc:
+            reason = f"the database refused the event: {type(exc).__name__}: {exc}"
+            await send_to_dead_letter(message_event.message, stage=STAGE, reason=reason)
+
+
 @app.agent(events_enriched)
 async def open_tickets(stream: Any) -> None:
     pool = await worker_pool.get()
     async for batch in stream.take_events(
         settings.worker_batch_size, within=settings.worker_batch_window_s
     ):
-        events = await _decode(batch)
-        if events:
-            await retry_until_done(partial(_store, pool, events), what=f"{len(events)} events")
+        decoded = await _decode(batch)
+        if decoded:
+            what = f"{len(decoded)} events"
+            await retry_until_done(partial(_store_or_isolate, pool, decoded), what=what)

@@ -25,6 +25,7 @@ from hub.bus import BusUnavailable, EventBus
 from hub.db import create_pool
 from hub.limits import BodySizeLimit
 from hub.settings import Settings, get_settings
+from schemas.intake import CIVIC_SOURCES
 
 log = logging.getLogger(__name__)
 health_router = APIRouter(tags=["health"])
@@ -69,11 +70,18 @@ def _open311_validation_error(exc: RequestValidationError) -> Open311Error:
     return Open311Error(400, f"{where}: {first['msg']}")
 
 
-def _intake_source(path: str) -> str | None:
-    prefix = "/api/v1/intake/"
-    if not path.startswith(prefix):
+_INTAKE_POSTS = {
+    f"/api/v1/intake/{source.value}{suffix}": source.value
+    for source in CIVIC_SOURCES
+    for suffix in ("", ":batch")
+}
+
+
+def _intake_source(request: Request) -> str | None:
+    """The source whose record a refused request carried: only posts to an intake path count."""
+    if request.method != "POST":
         return None
-    return path[len(prefix) :].split("/")[0].split(":")[0] or None
+    return _INTAKE_POSTS.get(request.url.path)
 
 
 async def _flush_counters_forever(app: FastAPI) -> None:
@@ -136,7 +144,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def _rejected(request: Request, exc: RequestValidationError) -> Response:
         if request.url.path.startswith("/open311/"):
             return render_error(_open311_validation_error(exc))
-        source = _intake_source(request.url.path)
+        source = _intake_source(request)
         if source is not None:
             request.app.state.counters.add(source, "rejected")
         # The reasons without the rejected input: it may be large and is the caller's anyway.

@@ -110,7 +110,8 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from streams.app import app
 
     (settings.state_dir / "worker").mkdir(parents=True, exist_ok=True)  # Faust makes one level
-    sys.argv = ["hub worker", "worker", "--loglevel", args.loglevel]
+    # --without-web: Faust's `worker` command would otherwise turn its web UI on (0.0.0.0:6066).
+    sys.argv = ["hub worker", "worker", "--without-web", "--loglevel", args.loglevel]
     app.main()
     return 0
 

@@ -67,10 +67,16 @@ async def _staff(principal: PrincipalDep) -> Principal:
 StaffDep = Annotated[Principal, Depends(_staff)]
 
 
-def require_source(principal: Principal, source: str) -> None:
-    """Only the source system itself may post as that source."""
-    if principal.role != "source" or principal.scope != source:
-        raise HTTPException(403, detail=f"{principal.name} may not post {source} events")
+def only_source(source: str) -> Any:
+    """A dependency: only the source system itself may post as that source. As a dependency it
+    runs before the body is validated, so a stranger learns nothing about the payload's rules."""
+
+    async def _only_this_source(principal: PrincipalDep) -> Principal:
+        if principal.role != "source" or principal.scope != source:
+            raise HTTPException(403, detail=f"{principal.name} may not post {source} events")
+        return principal
+
+    return Depends(_only_this_source)
 
 
 async def _ops(principal: PrincipalDep) -> Principal:

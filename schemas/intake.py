@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from enum import IntEnum, StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -38,6 +38,27 @@ def as_china_time_if_naive(value: datetime) -> datetime:
     return value.replace(tzinfo=CHINA_TZ) if value.tzinfo is None else value
 
 
+def looks_swapped(lon: object, lat: object) -> bool:
+    """A latitude past ±90 with a longitude that would be a fine latitude: axes swapped.
+
+    Checked before the range checks, so the caller hears the likely cause, not just the range."""
+    try:
+        lon_f, lat_f = float(lon), float(lat)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return 90 < abs(lat_f) <= 180 and abs(lon_f) <= 90
+
+
+def refuse_nul(value: object) -> object:
+    """PostgreSQL cannot store U+0000 in text or jsonb: such input is refused at the edge."""
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("must not contain the NUL character (U+0000)")
+    if isinstance(value, list | dict):
+        for item in value.values() if isinstance(value, dict) else value:
+            refuse_nul(item)
+    return value
+
+
 class SourcePayload(BaseModel):
     """Fields and checks every source payload shares: a point in a declared system."""
 
@@ -47,6 +68,15 @@ class SourcePayload(BaseModel):
     latitude: float | None = Field(default=None, ge=-90, le=90)
     coord_system: Crs = Crs.WGS84
     address: Address | None = None
+
+    _no_nul = field_validator("*")(refuse_nul)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _axes_in_order(cls, data: Any) -> Any:
+        if isinstance(data, dict) and looks_swapped(data.get("longitude"), data.get("latitude")):
+            raise ValueError("longitude and latitude look swapped")
+        return data
 
     @model_validator(mode="after")
     def _coordinates_come_in_pairs(self) -> SourcePayload:
@@ -198,6 +228,15 @@ class Open311Request(BaseModel):
     phone: str | None = None
     media_url: HttpUrl | None = None
     attributes: dict[str, str | list[str]] = Field(default_factory=dict)
+
+    _no_nul = field_validator("*")(refuse_nul)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _axes_in_order(cls, data: Any) -> Any:
+        if isinstance(data, dict) and looks_swapped(data.get("long"), data.get("lat")):
+            raise ValueError("lat and long look swapped")
+        return data
 
     @model_validator(mode="after")
     def _located(self) -> Open311Request:

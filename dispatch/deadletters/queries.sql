@@ -7,7 +7,7 @@ ON CONFLICT (topic, partition, "offset") DO NOTHING
 
 -- name: list
 SELECT id, topic, partition, "offset", source, stage, reason, failed_at, stored_at,
-       replayed_at, replay_count, convert_from(value, 'UTF8') AS value_text
+       replayed_at, replay_count, value
 FROM dead_letters
 WHERE ($1::text IS NULL OR source = $1)
   AND ($2::text IS NULL OR stage = $2)

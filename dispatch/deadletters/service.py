@@ -40,7 +40,10 @@ async def list_letters(
     conn: Any, *, source: str | None, stage: str | None, include_replayed: bool, limit: int
 ) -> list[dict[str, Any]]:
     rows = await conn.fetch(Q["list"], source, stage, include_replayed, limit)
-    return [dict(row) for row in rows]
+    # Dead letters are often not valid UTF-8: shown with replacement characters, never refused.
+    return [
+        {**dict(row), "value_text": row["value"].decode("utf-8", errors="replace")} for row in rows
+    ]
 
 
 async def get_letter(conn: Any, *, letter_id: int) -> dict[str, Any] | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from geo.crs import to_wgs84
 from hub.pack import Pack
 from schemas.intake import SourcePayload, SourceSpec, UrbanInspectionCase
 
@@ -29,14 +30,18 @@ def time_errors(occurred: datetime, field: str, *, now: datetime) -> list[dict[s
     return []
 
 
-def location_errors(lon: float | None, lat: float | None, pack: Pack) -> list[dict[str, Any]]:
-    """Refuse points that cannot be in the city: (0, 0), swapped axes, elsewhere."""
+def location_errors(
+    lon: float | None, lat: float | None, crs: str, pack: Pack
+) -> list[dict[str, Any]]:
+    """Refuse points that cannot be in the city: (0, 0), swapped axes, elsewhere. The city's box
+    is WGS-84, so the point is converted from its declared system first."""
     if lon is None or lat is None:
         return []
     if lon == 0 and lat == 0:
         return [_error("longitude", "(0, 0) is a missing location, not a place", "null_island")]
-    if not pack.contains(lon, lat):
-        if pack.contains(lat, lon):
+    wgs_lon, wgs_lat = to_wgs84(lon, lat, crs)
+    if not pack.contains(wgs_lon, wgs_lat):
+        if pack.contains(wgs_lat, wgs_lon):
             return [_error("longitude", "longitude and latitude look swapped", "swapped")]
         return [_error("longitude", f"({lon}, {lat}) is outside {pack.name}", "outside")]
     return []
@@ -51,7 +56,7 @@ def payload_errors(
     now: datetime,
 ) -> list[dict[str, Any]]:
     errors = time_errors(spec.occurred_at(payload), spec.time_field, now=now)
-    errors += location_errors(payload.longitude, payload.latitude, pack)
+    errors += location_errors(payload.longitude, payload.latitude, payload.coord_system, pack)
     if isinstance(payload, UrbanInspectionCase) and (payload.kind, payload.code) not in urban_codes:
         message = f"{payload.kind} code {payload.code} is not in GB/T 47678.5"
         errors.append(_error("code", message, "unknown_code"))

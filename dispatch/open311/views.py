@@ -193,9 +193,8 @@ async def post_request(
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "request"
         raise Open311Error(400, f"{where}: {first['msg']}", fmt) from None
-    errors = location_errors(
-        open311_request.long, open311_request.lat, load_pack(settings.pack_dir)
-    )
+    pack = load_pack(settings.pack_dir)
+    errors = location_errors(open311_request.long, open311_request.lat, "WGS84", pack)
     if errors:
         raise Open311Error(400, f"lat/long: {errors[0]['msg']}", fmt)
     payload = open311_request.model_dump(mode="json", exclude_none=True)

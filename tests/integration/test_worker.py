@@ -7,7 +7,7 @@ import orjson
 
 from schemas import topics
 from schemas.codec import dumps
-from schemas.event import Source, event_id_for
+from schemas.event import EventV1, Source, event_id_for
 from schemas.intake import IntakeEnvelope
 from tests.integration.helpers import eventually, read_until
 
@@ -96,3 +96,34 @@ async def test_bad_records_go_to_dead_letters_and_good_ones_still_flow(
 
     assert await eventually(lambda: ticket_rows(pool, good.event_id), seconds=90)
     assert not await ticket_rows(pool, missing_content.event_id)
+
+
+async def test_a_record_the_database_refuses_is_dead_lettered_alone(
+    worker, producer, pool, prepared
+):
+    """PostgreSQL cannot store U+0000 in jsonb: that event goes to the dead letters, and the
+    good event beside it in the same batch still gets its ticket."""
+    good = envelope(f"WZ-{uuid.uuid4().hex[:10]}")
+    bad_id = f"WZ-{uuid.uuid4().hex[:10]}"
+    bad_event = EventV1(
+        event_id=event_id_for(Source.HOTLINE_12345, bad_id),
+        source=Source.HOTLINE_12345,
+        external_id=bad_id,
+        occurred_at=datetime.now(UTC),
+        received_at=datetime.now(UTC),
+        location=None,
+        text="井盖\x00缺失",
+        raw={"content": "井盖\x00缺失"},
+    )
+    topic = prepared.topic(topics.EVENTS_ENRICHED)
+    await producer.send_and_wait(topic, dumps(bad_event), key=bad_event.event_id.bytes)
+    await producer.send_and_wait(
+        prepared.topic(topics.INTAKE_RAW), dumps(good), key=good.event_id.bytes
+    )
+    letter = await read_until(
+        prepared, topics.DEAD_LETTER, lambda r: r.key == bad_event.event_id.bytes, seconds=90
+    )
+    assert orjson.loads(letter.value)["stage"] == "open_tickets"
+    assert "refused" in orjson.loads(letter.value)["reason"]
+    assert await eventually(lambda: ticket_rows(pool, good.event_id), seconds=90)
+    assert not await ticket_rows(pool, bad_event.event_id)
