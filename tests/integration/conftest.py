@@ -98,6 +98,7 @@ async def api(prepared: Settings) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture(scope="session")
 def worker(prepared: Settings) -> Iterator[subprocess.Popen[bytes]]:
     """A real `hub worker` process on this run's topics and database."""
+    prepared.state_dir.mkdir(parents=True, exist_ok=True)
     log = open(prepared.state_dir / f"test-worker-{prepared.topic_prefix}log", "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "hub.cli", "worker", "--loglevel", "warn"],
