@@ -32,10 +32,11 @@ class BatchResult(BaseModel):
     results: list[BatchItemResult]
 
 
-class EventTicketRead(BaseModel):
+class TicketSummary(BaseModel):
     ticket_id: uuid.UUID
     status: str
     department_code: str
+    department_name: str
     updated_at: datetime
 
 
@@ -45,15 +46,7 @@ class EventStatusRead(BaseModel):
     external_id: str
     occurred_at: datetime
     received_at: datetime
-    ticket: EventTicketRead | None
-
-
-class ReadBackTicket(BaseModel):
-    ticket_id: uuid.UUID
-    status: str
-    department_code: str
-    department_name: str
-    updated_at: datetime
+    ticket: TicketSummary | None
 
 
 class ReadBack(BaseModel):
@@ -79,4 +72,4 @@ class ReadBack(BaseModel):
     category: str | None
     source_category: str | None
     incident_id: uuid.UUID | None = Field(default=None, description="filled once correlation runs")
-    ticket: ReadBackTicket | None
+    ticket: TicketSummary | None

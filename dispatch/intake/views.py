@@ -140,6 +140,19 @@ def _batch_endpoint(source: Source, spec: SourceSpec, max_items: int) -> Any:
     return post_batch
 
 
+def _ticket_summary(row: Any) -> dict[str, Any] | None:
+    """The ticket columns of a read-back row (aliased ticket_status, ticket_updated_at)."""
+    if row["ticket_id"] is None:
+        return None
+    return {
+        "ticket_id": row["ticket_id"],
+        "status": row["ticket_status"],
+        "department_code": row["department_code"],
+        "department_name": row["department_name"],
+        "updated_at": row["ticket_updated_at"],
+    }
+
+
 def _may_read(principal: Principal, source: str) -> bool:
     return principal.role == "ops" or (principal.role == "source" and principal.scope == source)
 
@@ -172,15 +185,7 @@ def build_router(settings: Settings) -> APIRouter:
         row = await service.read_back(pool, source=source, external_id=external_id)
         if row is None:
             raise HTTPException(404, detail=f"no {source.value} record {external_id!r}")
-        ticket = None
-        if row["ticket_id"] is not None:
-            ticket = {
-                "ticket_id": row["ticket_id"],
-                "status": row["ticket_status"],
-                "department_code": row["department_code"],
-                "department_name": row["department_name"],
-                "updated_at": row["ticket_updated_at"],
-            }
+        ticket = _ticket_summary(row)
         state = "ticketed" if ticket else "stored" if row["revision"] is not None else "queued"
         return ReadBack.model_validate({**row, "state": state, "ticket": ticket})
 
@@ -200,12 +205,4 @@ async def read_event_status(
         raise HTTPException(
             404, detail=f"no processed event {event_id} visible to {principal.name} (yet)"
         )
-    ticket = None
-    if row["ticket_id"] is not None:
-        ticket = {
-            "ticket_id": row["ticket_id"],
-            "status": row["ticket_status"],
-            "department_code": row["department_code"],
-            "updated_at": row["updated_at"],
-        }
-    return EventStatusRead.model_validate({**row, "ticket": ticket})
+    return EventStatusRead.model_validate({**row, "ticket": _ticket_summary(row)})

@@ -11,7 +11,6 @@ from typing import Any
 from hub.sql import load_queries
 
 Q = load_queries(Path(__file__).with_name("queries.sql"))
-CLOSED_TICKET_STATES = frozenset({"resolved", "closed"})
 
 
 def service_summary(row: Any) -> dict[str, Any]:
@@ -40,11 +39,10 @@ async def get_service(conn: Any, *, code: str) -> dict[str, Any] | None:
 
 def request_document(row: Any) -> dict[str, Any]:
     """One request in the spec's field order; the SLA due time joins ``expected_datetime``."""
-    status = "closed" if row["ticket_status"] in CLOSED_TICKET_STATES else "open"
     updated = max(t for t in (row["event_updated_at"], row["ticket_updated_at"]) if t)
     return {
         "service_request_id": str(row["event_id"]),
-        "status": status,
+        "status": row["status"],
         "status_notes": row["status_notes"],
         "service_name": row["service_name"],
         "service_code": row["category"],

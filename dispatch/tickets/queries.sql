@@ -70,6 +70,9 @@ FROM ticket_history WHERE ticket_id = $1 ORDER BY id
 
 -- name: event_status
 SELECT e.event_id, e.source, e.external_id, e.received_at, e.occurred_at,
-       t.ticket_id, t.status AS ticket_status, t.department_code, t.updated_at
-FROM events e LEFT JOIN tickets t ON t.event_id = e.event_id
+       t.ticket_id, t.status AS ticket_status, t.department_code, d.name AS department_name,
+       t.updated_at AS ticket_updated_at
+FROM events e
+LEFT JOIN tickets t ON t.event_id = e.event_id
+LEFT JOIN departments d ON d.code = t.department_code
 WHERE e.event_id = $1
