@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     HttpUrl,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -44,7 +45,7 @@ def looks_swapped(lon: object, lat: object) -> bool:
     Checked before the range checks, so the caller hears the likely cause, not just the range."""
     try:
         lon_f, lat_f = float(lon), float(lat)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return False
     return 90 < abs(lat_f) <= 180 and abs(lon_f) <= 90
 
@@ -71,12 +72,12 @@ class SourcePayload(BaseModel):
 
     _no_nul = field_validator("*")(refuse_nul)
 
-    @model_validator(mode="before")
+    @field_validator("latitude", mode="before")
     @classmethod
-    def _axes_in_order(cls, data: Any) -> Any:
-        if isinstance(data, dict) and looks_swapped(data.get("longitude"), data.get("latitude")):
+    def _axes_in_order(cls, latitude: Any, info: ValidationInfo) -> Any:
+        if looks_swapped(info.data.get("longitude"), latitude):
             raise ValueError("longitude and latitude look swapped")
-        return data
+        return latitude
 
     @model_validator(mode="after")
     def _coordinates_come_in_pairs(self) -> SourcePayload:
@@ -169,6 +170,9 @@ class SourceSpec:
     model: type[SourcePayload]
     external_id_field: str
     time_field: str
+    # Free text, where people write phone and ID numbers: masked inside. Ids, codes and URLs
+    # are never touched (a case number may look like a phone number and must survive).
+    text_fields: frozenset[str]
     contact_fields: frozenset[str] = frozenset()
 
     def external_id(self, payload: SourcePayload) -> str:
@@ -182,14 +186,27 @@ class SourceSpec:
 
 CIVIC_SOURCES: dict[Source, SourceSpec] = {
     Source.HOTLINE_12345: SourceSpec(
-        Hotline12345Order, "order_no", "call_time", frozenset({"caller_phone"})
+        Hotline12345Order, "order_no", "call_time",
+        text_fields=frozenset({"content", "address"}),
+        contact_fields=frozenset({"caller_phone"}),
     ),
     Source.EMERGENCY_120: SourceSpec(
-        Emergency120Record, "case_no", "call_time", frozenset({"caller_phone"})
+        Emergency120Record, "case_no", "call_time",
+        text_fields=frozenset({"chief_complaint", "address"}),
+        contact_fields=frozenset({"caller_phone"}),
     ),
-    Source.URBAN_INSPECTION: SourceSpec(UrbanInspectionCase, "case_no", "discovered_at"),
-    Source.GRID_GOVERNANCE: SourceSpec(GridGovernanceEvent, "event_no", "reported_at"),
-}
+    Source.URBAN_INSPECTION: SourceSpec(
+        UrbanInspectionCase, "case_no", "discovered_at",
+        text_fields=frozenset({"description", "address"}),
+    ),
+    Source.GRID_GOVERNANCE: SourceSpec(
+        GridGovernanceEvent, "event_no", "reported_at",
+        text_fields=frozenset({"description", "address", "event_type"}),
+    ),
+}  # fmt: skip
+# Open311 posts are not a SourcePayload (form fields), but are masked the same way.
+OPEN311_TEXT_FIELDS = frozenset({"description", "address_string"})
+OPEN311_CONTACT_FIELDS = frozenset({"email", "phone"})
 
 
 class IntakeEnvelope(BaseModel):
@@ -214,8 +231,9 @@ class Open311Request(BaseModel):
 
     service_code: str = Field(min_length=1, max_length=64)
     description: str = Field(default="", max_length=4000)
-    lat: float | None = Field(default=None, ge=-90, le=90)
+    # long before lat: lat's check for swapped axes reads the validated long.
     long: float | None = Field(default=None, ge=-180, le=180)
+    lat: float | None = Field(default=None, ge=-90, le=90)
     address_string: str | None = Field(default=None, max_length=500)
     address_id: str | None = Field(default=None, max_length=64)
     requested_at: AwareDatetime
@@ -231,12 +249,12 @@ class Open311Request(BaseModel):
 
     _no_nul = field_validator("*")(refuse_nul)
 
-    @model_validator(mode="before")
+    @field_validator("lat", mode="before")
     @classmethod
-    def _axes_in_order(cls, data: Any) -> Any:
-        if isinstance(data, dict) and looks_swapped(data.get("long"), data.get("lat")):
+    def _axes_in_order(cls, lat: Any, info: ValidationInfo) -> Any:
+        if looks_swapped(info.data.get("long"), lat):
             raise ValueError("lat and long look swapped")
-        return data
+        return lat
 
     @model_validator(mode="after")
     def _located(self) -> Open311Request:

@@ -33,12 +33,17 @@ def mask_contact(value: str) -> str:
     return "*" * max(len(digits) - 4, 0) + digits[-4:]
 
 
-def mask_payload(payload: dict[str, Any], *, contact_fields: set[str]) -> dict[str, Any]:
-    """A copy with contact fields masked whole and every other string masked inside."""
-    masked: dict[str, Any] = {}
+def mask_payload(
+    payload: dict[str, Any], *, text_fields: frozenset[str], contact_fields: frozenset[str]
+) -> dict[str, Any]:
+    """A copy with contact fields masked whole and free-text fields masked inside; ids, codes
+    and URLs stay as they are."""
+    masked = dict(payload)
     for field, value in payload.items():
-        if isinstance(value, str):
-            masked[field] = mask_contact(value) if field in contact_fields else mask_text(value)
-        else:
-            masked[field] = value
+        if not isinstance(value, str):
+            continue
+        if field in contact_fields:
+            masked[field] = mask_contact(value)
+        elif field in text_fields:
+            masked[field] = mask_text(value)
     return masked

@@ -25,7 +25,12 @@ from hub.bus import EventBus
 from hub.sql import load_queries
 from schemas.codec import dumps
 from schemas.event import Source, event_id_for
-from schemas.intake import CIVIC_SOURCES, IntakeEnvelope
+from schemas.intake import (
+    CIVIC_SOURCES,
+    OPEN311_CONTACT_FIELDS,
+    OPEN311_TEXT_FIELDS,
+    IntakeEnvelope,
+)
 
 log = logging.getLogger(__name__)
 Q = load_queries(Path(__file__).with_name("queries.sql"))
@@ -55,9 +60,15 @@ class Prepared:
 
 def prepare(source: Source, payload: dict[str, Any], external_id: str) -> Prepared:
     """Mask personal data: nothing unmasked is hashed, sent or stored."""
-    spec = CIVIC_SOURCES.get(source)
-    contact_fields = set(spec.contact_fields) if spec else set()
-    return Prepared(external_id, mask_payload(payload, contact_fields=contact_fields))
+    if source is Source.OPEN311:
+        text_fields, contact_fields = OPEN311_TEXT_FIELDS, OPEN311_CONTACT_FIELDS
+    else:
+        spec = CIVIC_SOURCES[source]
+        text_fields, contact_fields = spec.text_fields, spec.contact_fields
+    return Prepared(
+        external_id,
+        mask_payload(payload, text_fields=text_fields, contact_fields=contact_fields),
+    )
 
 
 async def accept(

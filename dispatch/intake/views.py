@@ -103,7 +103,9 @@ def _batch_endpoint(source: Source, spec: SourceSpec, max_items: int) -> Any:
                 continue
             errors = _check(settings, spec, payload)
             if errors:
-                results[index] = {"index": index, "status": "rejected", "errors": errors}
+                # Inside a batch item a field is named from the item, as pydantic's errors are.
+                item_errors = [{**e, "loc": e["loc"][1:]} for e in errors]
+                results[index] = {"index": index, "status": "rejected", "errors": item_errors}
                 continue
             record = service.prepare(
                 source, payload.model_dump(mode="json"), spec.external_id(payload)

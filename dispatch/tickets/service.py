@@ -32,47 +32,66 @@ async def get_triage_department(conn: Any) -> str | None:
     return code
 
 
+def in_rounds(events: Sequence[EventV1]) -> list[list[EventV1]]:
+    """Split a batch so no round holds two records of one event: the first record of each event
+    in round 1, the second in round 2, …, so every revision is stored, in order."""
+    rounds: list[list[EventV1]] = []
+    seen: dict[uuid.UUID, int] = {}
+    for event in events:
+        index = seen.get(event.event_id, 0)
+        seen[event.event_id] = index + 1
+        if index == len(rounds):
+            rounds.append([])
+        rounds[index].append(event)
+    return rounds
+
+
 async def store_events_and_open_tickets(
     conn: Any, *, events: Sequence[EventV1], department_code: str
 ) -> list[uuid.UUID]:
     """Store new events and revisions, open one ticket per new event, note updates on tickets;
     all in one transaction. Returns the ids of tickets opened now."""
-    # Within one batch the last record of an event is its newest (Kafka keeps per-key order).
-    unique = list({event.event_id: event for event in events}.values())
+    opened: list[uuid.UUID] = []
     async with conn.transaction():
-        written = await conn.fetch(
-            Q["upsert_events"],
-            [e.event_id for e in unique],
-            [e.source.value for e in unique],
-            [e.external_id for e in unique],
-            [e.schema_version for e in unique],
-            [e.occurred_at for e in unique],
-            [e.received_at for e in unique],
-            [e.location.lon if e.location else None for e in unique],
-            [e.location.lat if e.location else None for e in unique],
-            [e.address for e in unique],
-            [e.text for e in unique],
-            [e.priority.value for e in unique],
-            [e.category for e in unique],
-            [e.source_category for e in unique],
-            [e.payload_hash for e in unique],
-            [orjson.dumps(e.model_dump(mode="python")).decode() for e in unique],
+        for batch in in_rounds(events):
+            opened += await _store_round(conn, batch, department_code)
+    return opened
+
+
+async def _store_round(conn: Any, unique: list[EventV1], department_code: str) -> list[uuid.UUID]:
+    written = await conn.fetch(
+        Q["upsert_events"],
+        [e.event_id for e in unique],
+        [e.source.value for e in unique],
+        [e.external_id for e in unique],
+        [e.schema_version for e in unique],
+        [e.occurred_at for e in unique],
+        [e.received_at for e in unique],
+        [e.location.lon if e.location else None for e in unique],
+        [e.location.lat if e.location else None for e in unique],
+        [e.address for e in unique],
+        [e.text for e in unique],
+        [e.priority.value for e in unique],
+        [e.category for e in unique],
+        [e.source_category for e in unique],
+        [e.payload_hash for e in unique],
+        [orjson.dumps(e.model_dump(mode="python")).decode() for e in unique],
+    )
+    updated = [(row["event_id"], row["revision"]) for row in written if row["revision"] > 1]
+    if updated:
+        await conn.execute(
+            Q["note_event_updates"], [e for e, _ in updated], [r for _, r in updated]
         )
-        updated = [(row["event_id"], row["revision"]) for row in written if row["revision"] > 1]
-        if updated:
-            await conn.execute(
-                Q["note_event_updates"], [e for e, _ in updated], [r for _, r in updated]
-            )
-        rows = await conn.fetch(
-            Q["open_tickets"],
-            [ticket_id_for(e.event_id) for e in unique],
-            [e.event_id for e in unique],
-            [e.priority.value for e in unique],
-            [e.category for e in unique],
-            [title_for(e) for e in unique],
-            department_code,
-            TRIAGE_REASON,
-        )
+    rows = await conn.fetch(
+        Q["open_tickets"],
+        [ticket_id_for(e.event_id) for e in unique],
+        [e.event_id for e in unique],
+        [e.priority.value for e in unique],
+        [e.category for e in unique],
+        [title_for(e) for e in unique],
+        department_code,
+        TRIAGE_REASON,
+    )
     return [row["ticket_id"] for row in rows]
 
 

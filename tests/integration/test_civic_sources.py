@@ -390,14 +390,6 @@ AN_HOUR = timedelta(hours=1)
 TWO_YEARS = timedelta(days=730)
 
 
-SWAPPED_LOC_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="schemas/intake.py SourcePayload._axes_in_order is a model_validator(mode='before'): "
-    "its error has loc () so the 422 detail says loc ['body'], naming neither longitude nor "
-    "latitude (the message does say 'swapped')",
-)
-
-
 def _edge_cases() -> list[Any]:
     cases = []
     for source in SOURCES:
@@ -418,7 +410,6 @@ def _edge_cases() -> list[Any]:
                 ("longitude", "latitude"),
                 "swapped",
                 id=f"{source}-swapped",
-                marks=SWAPPED_LOC_BUG,
             ),
             pytest.param(
                 source,
@@ -527,13 +518,6 @@ async def test_the_city_box_is_checked_in_wgs84(api, prepared, source_keys, insi
         assert await end_offsets(prepared, topics.INTAKE_RAW) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OverflowError,
-    reason="schemas/intake.py looks_swapped() calls float() on the raw longitude/latitude and "
-    "catches only TypeError/ValueError: a JSON integer too large for a float (e.g. 400 digits) "
-    "raises OverflowError out of the model validator, so the API answers 500 instead of 422",
-)
 @pytest.mark.parametrize("suffix", ["", ":batch"], ids=["single", "batch"])
 async def test_a_coordinate_too_large_for_a_float_is_a_422(api, prepared, source_keys, suffix):
     body = hotline(longitude=10**400, latitude=28.0)
@@ -893,15 +877,6 @@ async def test_intake_stats_count_each_outcome_per_source(
     assert refused.status_code == 403, refused.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="dispatch/intake/privacy.py mask_payload() runs mask_text() on every string field "
-    "but the contact fields, ids included (service.prepare → mask_payload): a 120 case_no "
-    "'0577-20261126-…' (Wenzhou's area code) becomes '0577-****1126-…', an order_no "
-    "'WZ13857712345…' becomes 'WZ138****2345…'. The edge answers 202, but the payload on "
-    "intake.raw no longer matches the id pattern, so the worker dead-letters it: no ticket",
-)
 @pytest.mark.parametrize(
     ("source", "external_id"),
     [

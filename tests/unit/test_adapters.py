@@ -65,3 +65,17 @@ def test_source_without_adapter_is_refused():
 
 def test_clean_text_keeps_single_newlines():
     assert clean_text("a\n b") == "a\n b"
+
+
+def test_rounds_keep_every_revision_of_an_event_in_order():
+    from dispatch.tickets.service import in_rounds
+
+    first = normalize(
+        envelope({"order_no": "R-1", "call_time": "2026-11-26T09:30:00", "content": "一"})
+    )
+    second = first.model_copy(update={"text": "二"})
+    other = normalize(
+        envelope({"order_no": "R-2", "call_time": "2026-11-26T09:30:00", "content": "三"})
+    )
+    rounds = in_rounds([first, other, second])
+    assert [[e.text for e in r] for r in rounds] == [["一", "三"], ["二"]]

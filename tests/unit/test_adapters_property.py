@@ -344,7 +344,7 @@ FIELD_NAMES = sorted({name for spec in CIVIC_SOURCES.values() for name in spec.m
 SCALARS = st.one_of(
     st.none(),
     st.booleans(),
-    # Ints too large for a float are covered by their own (xfail) test below.
+    # Ints too large for a float are covered by their own test below.
     st.integers(-(2**64), 2**64),
     st.floats(),
     st.text(max_size=30),
@@ -409,14 +409,6 @@ def test_a_nul_character_in_any_text_is_refused_naming_the_field(
     assert any(error["loc"] == (field,) for error in refused.value.errors())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OverflowError,
-    reason="schemas/intake.py looks_swapped() does float(lon), float(lat) on the raw input and "
-    "catches only TypeError/ValueError: an int too large for a float raises OverflowError, "
-    "which pydantic does not turn into a ValidationError (at the API edge, whose JSON parser "
-    "keeps such ints, that is a 500; on intake.raw orjson already refuses them)",
-)
 @pytest.mark.parametrize("source", CIVIC, ids=str)
 @pytest.mark.parametrize("axis", ["longitude", "latitude"])
 def test_a_coordinate_too_large_for_a_float_is_a_value_error(source: Source, axis: str):

@@ -23,9 +23,20 @@ def test_contact_field_keeps_only_last_four():
     assert mask_contact("13857712345") == "*******2345"
 
 
-def test_payload_masks_strings_and_keeps_other_values():
+def test_payload_masks_contacts_and_text_and_keeps_ids():
     masked = mask_payload(
-        {"caller_phone": "13857712345", "content": "打13857712345", "urgent": True},
-        contact_fields={"caller_phone"},
+        {
+            "caller_phone": "13857712345",
+            "content": "打13857712345",
+            "order_no": "WZ13857712345",  # an id that looks like a phone number stays whole
+            "urgent": True,
+        },
+        text_fields=frozenset({"content"}),
+        contact_fields=frozenset({"caller_phone"}),
     )
-    assert masked == {"caller_phone": "*******2345", "content": "打138****2345", "urgent": True}
+    assert masked == {
+        "caller_phone": "*******2345",
+        "content": "打138****2345",
+        "order_no": "WZ13857712345",
+        "urgent": True,
+    }
