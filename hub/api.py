@@ -23,7 +23,7 @@ from dispatch.tickets.views import router as tickets_router
 from hub.auth import KeyResolver
 from hub.bus import BusUnavailable, EventBus
 from hub.db import create_pool
-from hub.limits import BodySizeLimit
+from hub.limits import BodySizeLimit, RefuseNulInUrl
 from hub.settings import Settings, get_settings
 from schemas.intake import CIVIC_SOURCES
 
@@ -119,6 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         default_response_class=JSONResponse,
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RefuseNulInUrl)
 
     @app.exception_handler(BusUnavailable)
     async def _bus_unavailable(request: Request, exc: BusUnavailable) -> JSONResponse:
@@ -150,6 +151,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # The reasons without the rejected input: it may be large and is the caller's anyway.
         errors = [{k: e[k] for k in ("loc", "msg", "type") if k in e} for e in exc.errors()]
         return JSONResponse({"detail": errors}, status_code=422)
+
+    @app.exception_handler(asyncpg.DataError)
+    async def _refused_by_database(request: Request, exc: asyncpg.DataError) -> JSONResponse:
+        # Input the database cannot represent (a value out of range, an invalid character):
+        # the caller's to fix, never a server error.
+        return JSONResponse({"detail": f"invalid input: {type(exc).__name__}"}, status_code=400)
 
     for error in DATABASE_ERRORS:
         app.add_exception_handler(error, _database_unavailable)

@@ -1,4 +1,4 @@
-"""Refuse oversized request bodies before they are read into memory."""
+"""Refuse, before any handler runs, what no endpoint can take: oversized bodies, NUL bytes."""
 
 from __future__ import annotations
 
@@ -47,3 +47,25 @@ class BodySizeLimit:
             return message
 
         await self.app(scope, limited_receive, send)
+
+
+class RefuseNulInUrl:
+    """400 for a NUL byte (``%00``) in the path or the query: no identifier or filter of the hub
+    may hold one, and PostgreSQL cannot even compare against it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and ("\x00" in scope["path"] or b"%00" in scope["query_string"]):
+            body = orjson.dumps({"detail": "the URL must not contain a NUL byte (%00)"})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 400,
+                    "headers": [(b"content-type", b"application/json")],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)

@@ -53,3 +53,16 @@ async def test_body_size_limit(size, status):
     assert response.status_code == status
     if status == 413:
         assert "exceeds 1024 bytes" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("url", "status"),
+    [("/a?x=1", 200), ("/a?x=%00", 400), ("/a%00b", 400), ("/a?x=%2500", 200)],
+)
+async def test_nul_in_the_url_is_refused(url, status):
+    from hub.limits import RefuseNulInUrl
+
+    app = RefuseNulInUrl(echo_length)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as client:
+        response = await client.get(url)
+    assert response.status_code == status
