@@ -38,6 +38,24 @@ class Pack:
     bbox: tuple[float, float, float, float]
     departments: tuple[Department, ...]
     categories: tuple[Category, ...]
+    # (kind, 5-digit code) → category, for urban-management cases (urban-codes.csv).
+    urban_code_categories: dict[tuple[str, str], str]
+    # (source, the source's own category or "*") → category (source-categories.csv).
+    source_categories: dict[tuple[str, str], str]
+
+    def category(self, code: str) -> Category | None:
+        return next((c for c in self.categories if c.code == code), None)
+
+    def category_of_source(self, source: str, source_category: str | None) -> str | None:
+        """The category a source's own classification maps to, if the pack says."""
+        if source_category is None:
+            return self.source_categories.get((source, "*"))
+        if source == "urban-inspection":
+            kind, _, code = source_category.partition(":")
+            return self.urban_code_categories.get((kind, code))
+        return self.source_categories.get(
+            (source, source_category), self.source_categories.get((source, "*"))
+        )
 
     def contains(self, lon: float, lat: float) -> bool:
         west, south, east, north = self.bbox
@@ -84,8 +102,18 @@ def load_pack(pack_dir: Path) -> Pack:
     bbox = [float(v) for v in meta["bbox"]]
     if len(bbox) != 4:
         raise ValueError(f"{pack_dir}/pack.json: bbox needs 4 numbers")
+    codes = {c.code for c in categories}
+    urban = {(r["kind"], r["code"]): r["category"] for r in _rows(pack_dir / "urban-codes.csv")}
+    by_source = {
+        (r["source"], r["source_category"]): r["category"]
+        for r in _rows(pack_dir / "source-categories.csv")
+    }
+    for where, mapped in (("urban-codes.csv", urban), ("source-categories.csv", by_source)):
+        unknown = set(mapped.values()) - codes
+        if unknown:
+            raise ValueError(f"{pack_dir}/{where}: unknown categories {sorted(unknown)}")
     west, south, east, north = bbox
-    return Pack(meta["name"], (west, south, east, north), departments, categories)
+    return Pack(meta["name"], (west, south, east, north), departments, categories, urban, by_source)
 
 
 @lru_cache
