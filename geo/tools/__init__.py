@@ -1,0 +1,1 @@
+"""Offline tools that build the geographic data the ``geo`` package reads (run by hand)."""
