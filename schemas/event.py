@@ -67,6 +67,17 @@ class EventV1(BaseModel):
     # "kind:code", a grid event type, an Open311 service code.
     source_category: str | None = None
     payload_hash: str = ""
+    # Filled by enrichment (streams/enrich): how the category was found, and whether a person
+    # must decide it (low confidence or unknown), the urgent signals seen in the text.
+    category_method: Literal["source", "code", "rule", "model"] | None = None
+    needs_triage: bool = False
+    signals: tuple[str, ...] = ()
+    # Where: the H3 cell (resolution 9, basic_int form), the district, and what was wrong with
+    # the point if it could not be placed.
+    h3_cell: int | None = None
+    district_code: str | None = None
+    district_name: str | None = None
+    location_flag: Literal["null_island", "swapped", "outside", "no_location"] | None = None
     # The source's payload as received (personal data already masked), kept for audit.
     raw: dict[str, Any]
 

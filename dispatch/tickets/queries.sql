@@ -4,15 +4,23 @@
 WITH incoming AS (
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::smallint[], $5::timestamptz[],
                          $6::timestamptz[], $7::float8[], $8::float8[], $9::text[], $10::text[],
-                         $11::text[], $12::text[], $13::text[], $14::text[], $15::text[])
+                         $11::text[], $12::text[], $13::text[], $14::text[], $15::text[],
+                         $16::real[], $17::text[], $18::boolean[], $19::text[], $20::bigint[],
+                         $21::text[], $22::text[])
          AS e(event_id, source, external_id, schema_version, occurred_at, received_at,
-              lon, lat, address, text, priority, category, source_category, payload_hash, record)
+              lon, lat, address, text, priority, category, source_category, payload_hash, record,
+              category_confidence, category_method, needs_triage, signals, h3_cell,
+              district_code, location_flag)
 ), written AS (
     INSERT INTO events AS old (event_id, source, external_id, schema_version, occurred_at,
                                received_at, lon, lat, address, text, priority, category,
-                               source_category, payload_hash, record)
+                               source_category, payload_hash, record, category_confidence,
+                               category_method, needs_triage, signals, h3_cell, district_code,
+                               location_flag)
     SELECT event_id, source, external_id, schema_version, occurred_at, received_at, lon, lat,
-           address, text, priority, category, source_category, payload_hash, record::jsonb
+           address, text, priority, category, source_category, payload_hash, record::jsonb,
+           category_confidence, category_method, needs_triage,
+           string_to_array(signals, ','), h3_cell, district_code, location_flag
     FROM incoming
     ON CONFLICT (event_id) DO UPDATE SET
         schema_version = excluded.schema_version, occurred_at = excluded.occurred_at,
@@ -20,6 +28,10 @@ WITH incoming AS (
         address = excluded.address, text = excluded.text, priority = excluded.priority,
         category = excluded.category, source_category = excluded.source_category,
         payload_hash = excluded.payload_hash, record = excluded.record,
+        category_confidence = excluded.category_confidence,
+        category_method = excluded.category_method, needs_triage = excluded.needs_triage,
+        signals = excluded.signals, h3_cell = excluded.h3_cell,
+        district_code = excluded.district_code, location_flag = excluded.location_flag,
         revision = old.revision + 1, updated_at = now()
     WHERE old.payload_hash <> excluded.payload_hash AND excluded.received_at > old.received_at
     RETURNING event_id, revision, payload_hash, record

@@ -76,6 +76,13 @@ async def _store_round(conn: Any, unique: list[EventV1], department_code: str) -
         [e.source_category for e in unique],
         [e.payload_hash for e in unique],
         [orjson.dumps(e.model_dump(mode="python")).decode() for e in unique],
+        [e.category_confidence for e in unique],
+        [e.category_method for e in unique],
+        [e.needs_triage for e in unique],
+        [",".join(e.signals) for e in unique],
+        [e.h3_cell for e in unique],
+        [e.district_code for e in unique],
+        [e.location_flag for e in unique],
     )
     updated = [(row["event_id"], row["revision"]) for row in written if row["revision"] > 1]
     if updated:
