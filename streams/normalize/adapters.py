@@ -93,8 +93,6 @@ def from_emergency_120(envelope: IntakeEnvelope) -> EventV1:
         address=record.address,
         text=clean_text(record.chief_complaint),
         priority=priority,
-        category="medical-emergency",
-        category_confidence=1.0,
         source_category=f"level-{record.dispatch_level.value}",
     )
 

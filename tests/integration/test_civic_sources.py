@@ -289,7 +289,8 @@ SINGLE_CASES = [
     pytest.param(
         "urban-inspection",
         {"kind": "event", "code": "01001"},
-        {"source_category": "event:01001", "priority": "normal", "crs": "WGS84"},
+        # 01001 maps to manhole-cover, whose default priority is high (packs/wenzhou).
+        {"source_category": "event:01001", "priority": "high", "crs": "WGS84"},
         id="urban-event",
     ),
     pytest.param(
@@ -301,13 +302,15 @@ SINGLE_CASES = [
             "longitude": GCJ_POINT[0],
             "latitude": GCJ_POINT[1],
         },
-        {"source_category": "component:01013", "priority": "normal", "crs": "GCJ02"},
+        # 01013 (消防设施) maps to fire-hazard: high by default.
+        {"source_category": "component:01013", "priority": "high", "crs": "GCJ02"},
         id="urban-component-gcj02",
     ),
     pytest.param(
         "grid-governance",
         {"event_type": "安全隐患"},
-        {"source_category": "安全隐患", "priority": "normal", "crs": "GCJ02"},
+        # 安全隐患 has no mapping: the text (a blocked fire lane) classifies as fire-hazard.
+        {"source_category": "安全隐患", "priority": "high", "crs": "GCJ02"},
         id="grid-gcj02",
     ),
 ]

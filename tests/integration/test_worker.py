@@ -57,8 +57,15 @@ async def test_replayed_record_opens_exactly_one_ticket(worker, producer, pool, 
         "dispatched",
     )
     stored = await pool.fetchrow(
-        "SELECT lon, lat, record FROM events WHERE event_id = $1", record.event_id
+        """SELECT lon, lat, record, category, category_method, district_code, h3_cell,
+                  needs_triage FROM events WHERE event_id = $1""",
+        record.event_id,
     )
+    # Enriched on the way: classified from the text, placed in its district and H3 cell.
+    assert stored["category"] in {"water-bodies", "garbage"}
+    assert stored["category_method"] == "model" and not stored["needs_triage"]
+    assert stored["district_code"] == "330304"  # 瓯海区
+    assert stored["h3_cell"] is not None
     assert abs(stored["lon"] - 120.61) < 0.01 and stored["lon"] != 120.61  # GCJ-02 → WGS-84
     assert stored["record"]["raw"]["order_no"] == record.external_id
     assert (
