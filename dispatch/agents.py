@@ -1,4 +1,4 @@
-"""open_tickets: events.enriched → one ticket per event in PostgreSQL, in batches.
+"""open_tickets: incidents → reports, incidents and one ticket per incident in PostgreSQL.
 
 Until routing rules exist every ticket goes to the triage department. Database trouble is
 retried, never skipped: the batch's offsets are committed only after it is written. A record
@@ -15,8 +15,8 @@ import asyncpg
 
 from dispatch.tickets import service
 from schemas.codec import loads
-from schemas.event import EventV1
-from streams.app import app, events_enriched, settings, worker_pool
+from schemas.incident import IncidentChangeV1
+from streams.app import app, incidents, settings, worker_pool
 from streams.deadletter import describe, send_to_dead_letter
 from streams.retry import retry_until_done
 
@@ -26,25 +26,25 @@ REFUSED_RECORD = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
 STAGE = "open_tickets"
 
 
-async def _decode(batch: list[Any]) -> list[tuple[Any, EventV1]]:
+async def _decode(batch: list[Any]) -> list[tuple[Any, IncidentChangeV1]]:
     decoded = []
     for event in batch:
         try:
-            decoded.append((event, loads(EventV1, event.value)))
+            decoded.append((event, loads(IncidentChangeV1, event.value)))
         except ValueError as exc:
             await send_to_dead_letter(event.message, stage=STAGE, reason=describe(exc))
     return decoded
 
 
-async def _store(pool: Any, events: list[EventV1]) -> None:
+async def _store(pool: Any, changes: list[IncidentChangeV1]) -> None:
     async with pool.acquire() as conn:
         department = await service.get_triage_department(conn)
         if department is None:
             raise LookupError("no triage department: run `hub seed`")
-        await service.store_events_and_open_tickets(conn, events=events, department_code=department)
+        await service.store_incident_changes(conn, changes=changes, department_code=department)
 
 
-async def _store_or_isolate(pool: Any, decoded: list[tuple[Any, EventV1]]) -> None:
+async def _store_or_isolate(pool: Any, decoded: list[tuple[Any, IncidentChangeV1]]) -> None:
     try:
         await _store(pool, [event for _, event in decoded])
         return
@@ -58,7 +58,7 @@ async def _store_or_isolate(pool: Any, decoded: list[tuple[Any, EventV1]]) -> No
             await send_to_dead_letter(message_event.message, stage=STAGE, reason=reason)
 
 
-@app.agent(events_enriched)
+@app.agent(incidents)
 async def open_tickets(stream: Any) -> None:
     pool = await worker_pool.get()
     async for batch in stream.take_events(
@@ -66,5 +66,5 @@ async def open_tickets(stream: Any) -> None:
     ):
         decoded = await _decode(batch)
         if decoded:
-            what = f"{len(decoded)} events"
+            what = f"{len(decoded)} incident changes"
             await retry_until_done(partial(_store_or_isolate, pool, decoded), what=what)

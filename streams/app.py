@@ -21,7 +21,12 @@ app = faust.App(
     f"{settings.topic_prefix}hub-worker",
     broker=f"kafka://{settings.bootstrap}",
     store="memory://",
-    autodiscover=["streams.normalize.agents", "dispatch.agents", "dispatch.deadletters.agents"],
+    autodiscover=[
+        "streams.normalize.agents",
+        "streams.correlate.agents",
+        "dispatch.agents",
+        "dispatch.deadletters.agents",
+    ],
     origin="streams",
     topic_partitions=settings.topic_partitions,
     topic_replication_factor=settings.topic_replication,
@@ -41,6 +46,7 @@ def _raw_topic(name: str) -> faust.TopicT:
 
 intake_raw = _raw_topic(topics.INTAKE_RAW)
 events_enriched = _raw_topic(topics.EVENTS_ENRICHED)
+incidents = _raw_topic(topics.INCIDENTS)
 dead_letter = _raw_topic(topics.DEAD_LETTER)
 
 

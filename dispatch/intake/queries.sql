@@ -35,11 +35,11 @@ GROUP BY c.source ORDER BY c.source
 SELECT r.source, r.external_id, r.event_id, r.first_received_at, r.last_received_at,
        r.deliveries,
        e.occurred_at, e.text, e.address, e.lon, e.lat, e.priority, e.category, e.revision,
-       e.source_category,
+       e.source_category, t.incident_id,
        t.ticket_id, t.status AS ticket_status, t.department_code, d.name AS department_name,
        t.updated_at AS ticket_updated_at
 FROM intake_receipts r
 LEFT JOIN events e ON e.event_id = r.event_id
-LEFT JOIN tickets t ON t.event_id = r.event_id
+LEFT JOIN event_tickets t ON t.event_id = r.event_id
 LEFT JOIN departments d ON d.code = t.department_code
 WHERE r.source = $1 AND r.external_id = $2

@@ -1,4 +1,4 @@
-"""Tickets in PostgreSQL: opened once per event, read with their audit trail."""
+"""Tickets in PostgreSQL: opened once per incident, read with their audit trail."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import orjson
 
 from hub.sql import load_queries
 from schemas.event import EventV1
+from schemas.incident import IncidentChangeV1
 
 Q = load_queries(Path(__file__).with_name("queries.sql"))
 # Fixed, never changed: ticket ids derive from it, so a replay opens no second ticket.
@@ -18,8 +19,8 @@ TICKET_ID_NAMESPACE = uuid.UUID("0c6f3c52-94a4-4f8e-8b0a-7d1f7e3b9a22")
 TRIAGE_REASON = "no routing rule yet: every event goes to the triage queue"
 
 
-def ticket_id_for(event_id: uuid.UUID) -> uuid.UUID:
-    return uuid.uuid5(TICKET_ID_NAMESPACE, str(event_id))
+def ticket_id_for(incident_id: uuid.UUID) -> uuid.UUID:
+    return uuid.uuid5(TICKET_ID_NAMESPACE, str(incident_id))
 
 
 def title_for(event: EventV1) -> str:
@@ -46,19 +47,65 @@ def in_rounds(events: Sequence[EventV1]) -> list[list[EventV1]]:
     return rounds
 
 
-async def store_events_and_open_tickets(
-    conn: Any, *, events: Sequence[EventV1], department_code: str
+async def store_incident_changes(
+    conn: Any, *, changes: Sequence[IncidentChangeV1], department_code: str
 ) -> list[uuid.UUID]:
-    """Store new events and revisions, open one ticket per new event, note updates on tickets;
-    all in one transaction. Returns the ids of tickets opened now."""
-    opened: list[uuid.UUID] = []
+    """In one transaction: store the reports (and their revisions, in order), the incidents as
+    they now stand, each report's membership (once), one ticket per new incident, and the
+    history notes; a ticket follows its incident's priority. Returns tickets opened now."""
     async with conn.transaction():
-        for batch in in_rounds(events):
-            opened += await _store_round(conn, batch, department_code)
-    return opened
+        revised: list[tuple[uuid.UUID, int]] = []
+        for batch in in_rounds([change.event for change in changes]):
+            revised += await _upsert_events(conn, batch)
+        latest = {c.incident_id: c for c in sorted(changes, key=lambda c: c.reports)}
+        incidents = list(latest.values())
+        await conn.execute(
+            Q["upsert_incidents"],
+            [i.incident_id for i in incidents],
+            [i.category for i in incidents],
+            [i.priority.value for i in incidents],
+            [i.reports for i in incidents],
+            [",".join(i.sources) for i in incidents],
+            [i.lon for i in incidents],
+            [i.lat for i in incidents],
+            [i.district_code for i in incidents],
+            [i.opened_at for i in incidents],
+            [i.last_seen for i in incidents],
+        )
+        members = {c.event.event_id: c.incident_id for c in changes}
+        attached = {
+            row["event_id"]
+            for row in await conn.fetch(Q["attach_members"], list(members), list(members.values()))
+        }
+        created = list({c.incident_id: c for c in changes if c.change == "created"}.values())
+        opened = await conn.fetch(
+            Q["open_incident_tickets"],
+            [ticket_id_for(c.incident_id) for c in created],
+            [c.event.event_id for c in created],
+            [c.incident_id for c in created],
+            [c.priority.value for c in created],
+            [c.category for c in created],
+            [title_for(c.event) for c in created],
+            department_code,
+            TRIAGE_REASON,
+        )
+        joined = [
+            c.event.event_id
+            for c in changes
+            if c.change == "attached" and c.event.event_id in attached
+        ]
+        if joined:
+            await conn.execute(Q["note_attached_reports"], joined)
+        if revised:
+            await conn.execute(
+                Q["note_event_updates"], [e for e, _ in revised], [r for _, r in revised]
+            )
+        await conn.execute(Q["follow_incident_priority"], list(latest))
+    return [row["ticket_id"] for row in opened]
 
 
-async def _store_round(conn: Any, unique: list[EventV1], department_code: str) -> list[uuid.UUID]:
+async def _upsert_events(conn: Any, unique: list[EventV1]) -> list[tuple[uuid.UUID, int]]:
+    """Store new events and newer revisions; return (event, revision) of the revised ones."""
     written = await conn.fetch(
         Q["upsert_events"],
         [e.event_id for e in unique],
@@ -84,22 +131,7 @@ async def _store_round(conn: Any, unique: list[EventV1], department_code: str) -
         [e.district_code for e in unique],
         [e.location_flag for e in unique],
     )
-    updated = [(row["event_id"], row["revision"]) for row in written if row["revision"] > 1]
-    if updated:
-        await conn.execute(
-            Q["note_event_updates"], [e for e, _ in updated], [r for _, r in updated]
-        )
-    rows = await conn.fetch(
-        Q["open_tickets"],
-        [ticket_id_for(e.event_id) for e in unique],
-        [e.event_id for e in unique],
-        [e.priority.value for e in unique],
-        [e.category for e in unique],
-        [title_for(e) for e in unique],
-        department_code,
-        TRIAGE_REASON,
-    )
-    return [row["ticket_id"] for row in rows]
+    return [(row["event_id"], row["revision"]) for row in written if row["revision"] > 1]
 
 
 async def get_ticket(conn: Any, *, ticket_id: uuid.UUID) -> dict[str, Any] | None:

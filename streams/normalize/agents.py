@@ -1,5 +1,5 @@
-"""normalize_intake: intake.raw → normalised, classified, located events on events.enriched;
-records that cannot be normalised → dead letters with the reason."""
+"""normalize_intake: intake.raw → normalised, classified, located events on events.enriched,
+keyed by category for correlation; records that cannot be normalised → dead letters."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 from schemas.codec import dumps, loads
 from schemas.intake import IntakeEnvelope
 from streams.app import app, events_enriched, intake_raw, settings
+from streams.correlate.engine import correlation_key
 from streams.deadletter import describe, send_to_dead_letter
 from streams.enrich.enricher import load_enricher
 from streams.normalize.adapters import normalize
@@ -24,4 +25,5 @@ async def normalize_intake(stream: Any) -> None:
         except ValueError as exc:  # JSON and validation errors are ValueErrors
             await send_to_dead_letter(event.message, stage="normalize", reason=describe(exc))
             continue
-        await events_enriched.send(key=record.event_id.bytes, value=dumps(record))
+        # Keyed for correlation: reports that may join one incident meet in one partition.
+        await events_enriched.send(key=correlation_key(record), value=dumps(record))

@@ -149,7 +149,7 @@ async def test_posted_request_reads_back_with_status_from_its_ticket(
 
     # The ticket moves (department workflow comes with dispatch): the request follows.
     ticket_id = await pool.fetchval(
-        "SELECT ticket_id FROM tickets WHERE event_id = $1", uuid.UUID(request_id)
+        "SELECT ticket_id FROM event_tickets WHERE event_id = $1", uuid.UUID(request_id)
     )
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(

@@ -1,4 +1,5 @@
-"""The real `hub worker` process: intake.raw → events.enriched → tickets; bad records → DLQ."""
+"""The real `hub worker` process: intake.raw → events.enriched → incidents → tickets; bad
+records → DLQ."""
 
 import uuid
 from datetime import UTC, datetime
@@ -34,7 +35,8 @@ def envelope(order_no: str, **payload_overrides) -> IntakeEnvelope:
 async def ticket_rows(pool, event_id):
     return await pool.fetch(
         """SELECT t.ticket_id, t.department_code, t.status, h.action, h.to_status
-           FROM tickets t JOIN ticket_history h USING (ticket_id) WHERE t.event_id = $1""",
+           FROM event_tickets t JOIN ticket_history h USING (ticket_id)
+           WHERE t.event_id = $1""",
         event_id,
     )
 
@@ -47,7 +49,9 @@ async def test_replayed_record_opens_exactly_one_ticket(worker, producer, pool, 
         )
     rows = await eventually(lambda: ticket_rows(pool, record.event_id), seconds=90)
     # Give the duplicates time to arrive too, then count again.
-    await read_until(prepared, topics.EVENTS_ENRICHED, lambda r: r.key == record.event_id.bytes)
+    await read_until(
+        prepared, topics.EVENTS_ENRICHED, lambda r: str(record.event_id).encode() in r.value
+    )
     rows = await ticket_rows(pool, record.event_id)
     assert len(rows) == 1
     assert rows[0]["department_code"] == "city-dispatch-centre"
@@ -123,12 +127,16 @@ async def test_a_record_the_database_refuses_is_dead_lettered_alone(
         raw={"content": "井盖\x00缺失"},
     )
     topic = prepared.topic(topics.EVENTS_ENRICHED)
-    await producer.send_and_wait(topic, dumps(bad_event), key=bad_event.event_id.bytes)
+    await producer.send_and_wait(topic, dumps(bad_event), key=b"alone:" + bad_event.event_id.bytes)
     await producer.send_and_wait(
         prepared.topic(topics.INTAKE_RAW), dumps(good), key=good.event_id.bytes
     )
+    # It reaches the database inside its incident's record: found by the event id it carries.
     letter = await read_until(
-        prepared, topics.DEAD_LETTER, lambda r: r.key == bad_event.event_id.bytes, seconds=90
+        prepared,
+        topics.DEAD_LETTER,
+        lambda r: str(bad_event.event_id).encode() in r.value,
+        seconds=90,
     )
     assert orjson.loads(letter.value)["stage"] == "open_tickets"
     assert "refused" in orjson.loads(letter.value)["reason"]
