@@ -65,6 +65,9 @@ ON CONFLICT (incident_id) DO UPDATE SET
     last_seen = GREATEST(old.last_seen, excluded.last_seen), updated_at = now()
 WHERE excluded.reports >= old.reports
 
+-- name: memberships
+SELECT event_id, incident_id FROM incident_members WHERE event_id = ANY($1::uuid[])
+
 -- name: attach_members
 -- Each event joins exactly one incident, once: replays attach nothing.
 INSERT INTO incident_members (event_id, incident_id)

@@ -51,13 +51,14 @@ async def store_incident_changes(
     conn: Any, *, changes: Sequence[IncidentChangeV1], department_code: str
 ) -> list[uuid.UUID]:
     """In one transaction: store the reports (and their revisions, in order), the incidents as
-    they now stand, each report's membership (once), one ticket per new incident, and the
-    history notes; a ticket follows its incident's priority. Returns tickets opened now."""
+    they now stand, each report's membership (once), one ticket per incident, and the history
+    notes; a ticket follows its incident's priority. Returns tickets opened now."""
     async with conn.transaction():
         revised: list[tuple[uuid.UUID, int]] = []
         for batch in in_rounds([change.event for change in changes]):
             revised += await _upsert_events(conn, batch)
-        latest = {c.incident_id: c for c in sorted(changes, key=lambda c: c.reports)}
+        kept = await _first_incident_wins(conn, changes)
+        latest = {c.incident_id: c for c in sorted(kept, key=lambda c: c.reports)}
         incidents = list(latest.values())
         await conn.execute(
             Q["upsert_incidents"],
@@ -72,26 +73,27 @@ async def store_incident_changes(
             [i.opened_at for i in incidents],
             [i.last_seen for i in incidents],
         )
-        members = {c.event.event_id: c.incident_id for c in changes}
+        members = {c.event.event_id: c.incident_id for c in kept}
         attached = {
             row["event_id"]
             for row in await conn.fetch(Q["attach_members"], list(members), list(members.values()))
         }
-        created = list({c.incident_id: c for c in changes if c.change == "created"}.values())
+        # A ticket for every incident that has none yet, carried by its first report here.
+        first = list({c.incident_id: c for c in reversed(kept)}.values())
         opened = await conn.fetch(
             Q["open_incident_tickets"],
-            [ticket_id_for(c.incident_id) for c in created],
-            [c.event.event_id for c in created],
-            [c.incident_id for c in created],
-            [c.priority.value for c in created],
-            [c.category for c in created],
-            [title_for(c.event) for c in created],
+            [ticket_id_for(c.incident_id) for c in first],
+            [c.event.event_id for c in first],
+            [c.incident_id for c in first],
+            [c.priority.value for c in first],
+            [c.category for c in first],
+            [title_for(c.event) for c in first],
             department_code,
             TRIAGE_REASON,
         )
         joined = [
             c.event.event_id
-            for c in changes
+            for c in kept
             if c.change == "attached" and c.event.event_id in attached
         ]
         if joined:
@@ -102,6 +104,19 @@ async def store_incident_changes(
             )
         await conn.execute(Q["follow_incident_priority"], list(latest))
     return [row["ticket_id"] for row in opened]
+
+
+async def _first_incident_wins(
+    conn: Any, changes: Sequence[IncidentChangeV1]
+) -> list[IncidentChangeV1]:
+    """Each event belongs to the first incident it joined. A later change placing it elsewhere
+    (a revision whose new text changed its category, so it met other incidents) is dropped:
+    its revision is stored all the same, but no second incident or ticket comes of it."""
+    rows = await conn.fetch(Q["memberships"], list({c.event.event_id for c in changes}))
+    owner = {row["event_id"]: row["incident_id"] for row in rows}
+    return [
+        c for c in changes if owner.setdefault(c.event.event_id, c.incident_id) == c.incident_id
+    ]
 
 
 async def _upsert_events(conn: Any, unique: list[EventV1]) -> list[tuple[uuid.UUID, int]]:
