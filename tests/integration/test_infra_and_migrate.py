@@ -44,3 +44,37 @@ async def test_an_edited_applied_migration_is_refused(prepared, tmp_path):
     (tmp_path / "0001_foundation.sql").write_text("SELECT 1; -- edited after the fact")
     with pytest.raises(RuntimeError, match="changed after it was applied"):
         await migrate(prepared.dsn, tmp_path)
+
+
+async def test_tickets_from_before_correlation_get_their_incident(pool):
+    """A database upgraded from before 0005 holds tickets without incidents: 0006 gives each the
+    incident correlation derives for its report, so a re-sent report meets it, not a conflict."""
+    import uuid
+    from datetime import UTC, datetime
+
+    from dispatch.tickets.service import ticket_id_for
+    from hub.migrate import MIGRATIONS_DIR
+    from streams.correlate.engine import incident_id_for
+
+    event_id = uuid.uuid4()
+    ticket_id = ticket_id_for(event_id)
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            """INSERT INTO events (event_id, source, external_id, schema_version, occurred_at,
+                                   received_at, text, priority, record)
+               VALUES ($1, 'hotline-12345', $2, 1, $3, $3, '旧工单', 'normal', '{}')""",
+            event_id, f"OLD-{event_id.hex[:8]}", datetime.now(UTC),
+        )  # fmt: skip
+        await conn.execute(
+            """INSERT INTO tickets (ticket_id, event_id, department_code, status, priority,
+                                    title, routing_reason)
+               VALUES ($1, $2, 'city-dispatch-centre', 'dispatched', 'normal', '旧工单', 'old')""",
+            ticket_id, event_id,
+        )  # fmt: skip
+        await conn.execute((MIGRATIONS_DIR / "0006_backfill_incidents.sql").read_text())
+        row = await conn.fetchrow(
+            """SELECT t.incident_id, m.incident_id AS member_of FROM tickets t
+               JOIN incident_members m ON m.event_id = t.event_id WHERE t.ticket_id = $1""",
+            ticket_id,
+        )
+    assert row["incident_id"] == row["member_of"] == incident_id_for(event_id)
