@@ -29,6 +29,10 @@ class Category:
     priority: str
     description: str
     attributes: tuple[dict[str, Any], ...]
+    # Correlation: reports of this category within radius_m and window_min of each other are
+    # one incident; 0 means every report is its own incident.
+    radius_m: float = 300.0
+    window_min: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,8 @@ def load_pack(pack_dir: Path) -> Pack:
             priority=row["priority"],
             description=row["description"],
             attributes=tuple(attributes.get(row["code"], ())),
+            radius_m=float(row.get("radius_m") or 300),
+            window_min=float(row.get("window_min") or 120),
         )
         for row in _rows(pack_dir / "taxonomy.csv")
     )

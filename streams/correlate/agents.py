@@ -8,16 +8,17 @@ where it was. The table is keyed like the stream, so each partition's state stay
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
+from hub.pack import Pack, load_pack
 from schemas.codec import dumps, loads
 from schemas.event import EventV1
 from schemas.incident import IncidentChangeV1
-from streams.app import app, events_enriched, incidents
+from streams.app import app, events_enriched, incidents, settings
 from streams.correlate.engine import Incident, Rule, correlate, expire, from_state, to_state
 from streams.deadletter import describe, send_to_dead_letter
 
-RULE = Rule()  # 300 m, 2 h for every category until the pack says otherwise
 # key: the correlation key (bytes); value: that key's open incidents as JSON-ready lists.
 open_incidents = app.Table("open-incidents", key_type=bytes, default=None)
 
@@ -40,8 +41,17 @@ def change_record(incident: Incident, change: str, event: EventV1) -> IncidentCh
     )
 
 
+def rule_for(pack: Pack, category: str | None) -> Rule:
+    """The pack's radius and window for the category (taxonomy.csv), or the defaults."""
+    known = pack.category(category) if category else None
+    if known is None:
+        return Rule()
+    return Rule(radius_m=known.radius_m, window=timedelta(minutes=known.window_min))
+
+
 @app.agent(events_enriched)
 async def correlate_events(stream: Any) -> None:
+    pack = load_pack(settings.pack_dir)
     async for message in stream.events():
         try:
             event = loads(EventV1, message.value)
@@ -49,12 +59,13 @@ async def correlate_events(stream: Any) -> None:
             await send_to_dead_letter(message.message, stage="correlate", reason=describe(exc))
             continue
         key: bytes = message.key or b""
-        if key.startswith(b"category:"):
+        rule = rule_for(pack, event.category)
+        if key.startswith(b"category:") and rule.radius_m > 0:
             saved = open_incidents.get(key)
-            state = expire(from_state(saved or []), now=event.occurred_at, rule=RULE)
-            incident, change = correlate(state, event, RULE)
+            state = expire(from_state(saved or []), now=event.occurred_at, rule=rule)
+            incident, change = correlate(state, event, rule)
             open_incidents[key] = to_state(state)
         else:
-            incident, change = correlate([], event, RULE)
+            incident, change = correlate([], event, rule)
         record = change_record(incident, change, event)
         await incidents.send(key=incident.incident_id.bytes, value=dumps(record))
