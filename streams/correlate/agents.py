@@ -1,9 +1,13 @@
 """correlate_events: events.enriched → incidents (one record per report, the incident as it
 stands after it).
 
-State: per correlation key (a category; see ``correlation_key``), the incidents a new report
-could still join, in a Faust table backed by its changelog topic, so a restarted worker resumes
-where it was. The table is keyed like the stream, so each partition's state stays with it.
+State: the incidents a new report could still join, one table entry per incident (key: the
+correlation key, ``|``, the incident id), in a Faust table backed by its changelog topic, so a
+restarted worker resumes where it was; entries are written from the event being processed, so
+each lands in that event's partition. A report rewrites only the incident it changed (writing a
+whole category's list per report made the cost grow with the number of open incidents), and an
+in-memory view per correlation key spares decoding on every report; it is rebuilt from the table
+after a rebalance.
 """
 
 from __future__ import annotations
@@ -19,8 +23,42 @@ from streams.app import app, events_enriched, incidents, settings
 from streams.correlate.engine import Incident, Rule, correlate, expire, from_state, to_state
 from streams.deadletter import describe, send_to_dead_letter
 
-# key: the correlation key (bytes); value: that key's open incidents as JSON-ready lists.
 open_incidents = app.Table("open-incidents", key_type=bytes, default=None)
+
+
+class OpenIncidents:
+    """The open incidents of each correlation key: a cache over the durable table."""
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+        self._by_key: dict[bytes, list[Incident]] = {}
+
+    def clear(self) -> None:
+        self._by_key.clear()
+
+    def of(self, key: bytes) -> list[Incident]:
+        if key not in self._by_key:
+            prefix = key + b"|"
+            saved = [value for k, value in self._table.items() if k.startswith(prefix)]
+            self._by_key[key] = from_state(saved)
+        return self._by_key[key]
+
+    def save(self, key: bytes, incident: Incident) -> None:
+        self._table[key + b"|" + incident.incident_id.bytes] = to_state([incident])[0]
+
+    def forget(self, key: bytes, incident: Incident) -> None:
+        entry = key + b"|" + incident.incident_id.bytes
+        if entry in self._table:
+            del self._table[entry]
+
+
+cache = OpenIncidents(open_incidents)
+
+
+@app.on_partitions_revoked.connect  # type: ignore[arg-type]  (faust types the receiver narrowly)
+async def _forget_cache(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
+    # Partitions may move to another worker: what this one cached may go stale.
+    cache.clear()
 
 
 def change_record(incident: Incident, change: str, event: EventV1) -> IncidentChangeV1:
@@ -61,10 +99,15 @@ async def correlate_events(stream: Any) -> None:
         key: bytes = message.key or b""
         rule = rule_for(pack, event.category)
         if key.startswith(b"category:") and rule.radius_m > 0:
-            saved = open_incidents.get(key)
-            state = expire(from_state(saved or []), now=event.occurred_at, rule=rule)
+            state = cache.of(key)
+            still_open = expire(state, now=event.occurred_at, rule=rule)
+            kept = {id(i) for i in still_open}
+            for closed in (i for i in state if id(i) not in kept):
+                cache.forget(key, closed)
+            state[:] = still_open
             incident, change = correlate(state, event, rule)
-            open_incidents[key] = to_state(state)
+            if change != "duplicate":
+                cache.save(key, incident)
         else:
             incident, change = correlate([], event, rule)
         record = change_record(incident, change, event)
