@@ -55,7 +55,7 @@ class OpenIncidents:
 cache = OpenIncidents(open_incidents)
 
 
-@app.on_partitions_revoked.connect  # type: ignore[arg-type]  (faust types the receiver narrowly)
+@app.on_partitions_revoked.connect  # type: ignore[arg-type]
 async def _forget_cache(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
     # Partitions may move to another worker: what this one cached may go stale.
     cache.clear()
