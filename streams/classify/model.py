@@ -14,6 +14,8 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import numpy as np
+
 _NOISE = re.compile(r"[\s\d\W_]+")  # digits, spaces, punctuation carry no category
 
 
@@ -29,9 +31,12 @@ def ngrams(text: str, sizes: tuple[int, ...] = (1, 2)) -> list[str]:
 @dataclass(frozen=True)
 class NaiveBayes:
     classes: tuple[str, ...]
-    log_prior: dict[str, float]
-    log_likelihood: dict[str, dict[str, float]]
-    log_unseen: dict[str, float]
+    # Row per known n-gram, column per class: log P(gram | class). Scoring a text sums the rows
+    # of its n-grams in one numpy call instead of a Python loop per class.
+    vocabulary: dict[str, int]
+    log_likelihood: np.ndarray
+    log_unseen: np.ndarray
+    log_prior: np.ndarray
 
     @classmethod
     def train(cls, examples: Iterable[tuple[str, str]], alpha: float = 0.5) -> NaiveBayes:
@@ -40,22 +45,20 @@ class NaiveBayes:
         for text, label in examples:
             counts.setdefault(label, Counter()).update(ngrams(text))
             docs[label] += 1
-        vocabulary = set().union(*counts.values())
-        total_docs = sum(docs.values())
-        log_likelihood: dict[str, dict[str, float]] = {}
-        log_unseen: dict[str, float] = {}
-        for label, grams in counts.items():
+        classes = tuple(sorted(counts))
+        vocabulary = {g: i for i, g in enumerate(sorted(set().union(*counts.values())))}
+        matrix = np.zeros((len(vocabulary), len(classes)))
+        unseen = np.zeros(len(classes))
+        for column, label in enumerate(classes):
+            grams = counts[label]
             denominator = sum(grams.values()) + alpha * (len(vocabulary) + 1)
-            log_likelihood[label] = {
-                g: math.log((n + alpha) / denominator) for g, n in grams.items()
-            }
-            log_unseen[label] = math.log(alpha / denominator)
-        return cls(
-            classes=tuple(sorted(counts)),
-            log_prior={label: math.log(n / total_docs) for label, n in docs.items()},
-            log_likelihood=log_likelihood,
-            log_unseen=log_unseen,
-        )
+            matrix[:, column] = np.log(alpha / denominator)
+            for gram, n in grams.items():
+                matrix[vocabulary[gram], column] = math.log((n + alpha) / denominator)
+            unseen[column] = math.log(alpha / denominator)
+        total = sum(docs.values())
+        prior = np.array([math.log(docs[label] / total) for label in classes])
+        return cls(classes, vocabulary, matrix, unseen, prior)
 
     def probabilities(self, text: str) -> dict[str, float]:
         """Posterior-like scores: log-probabilities divided by √(n-grams), then softmax.
@@ -65,13 +68,10 @@ class NaiveBayes:
         grams = ngrams(text)
         if not grams:
             return {label: 1 / len(self.classes) for label in self.classes}
-        scale = 1 / math.sqrt(len(grams))
-        scores = {}
-        for label in self.classes:
-            table, unseen = self.log_likelihood[label], self.log_unseen[label]
-            score = self.log_prior[label] + sum(table.get(g, unseen) for g in grams)
-            scores[label] = score * scale
-        top = max(scores.values())
-        exps = {label: math.exp(s - top) for label, s in scores.items()}
-        total = sum(exps.values())
-        return {label: e / total for label, e in exps.items()}
+        rows = [self.vocabulary[g] for g in grams if g in self.vocabulary]
+        unseen = len(grams) - len(rows)
+        scores = self.log_prior + self.log_likelihood[rows].sum(axis=0) + unseen * self.log_unseen
+        scores = scores / math.sqrt(len(grams))
+        exps = np.exp(scores - scores.max())
+        shares = exps / exps.sum()
+        return dict(zip(self.classes, shares.tolist(), strict=True))
