@@ -805,18 +805,10 @@ def print_summary(report: dict[str, Any], out: Path) -> None:
 
 async def delete_own_topics(settings: Settings) -> list[str]:
     """Delete the topics under this run's own prefix, and nothing else."""
-    from aiokafka.admin import AIOKafkaAdminClient
+    from hub.bus import delete_topics_with_prefix
 
     assert settings.topic_prefix.startswith("bench-"), settings.topic_prefix
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap)
-    await admin.start()
-    try:
-        ours = [t for t in await admin.list_topics() if t.startswith(settings.topic_prefix)]
-        if ours:
-            await admin.delete_topics(ours)
-        return sorted(ours)
-    finally:
-        await admin.close()
+    return await delete_topics_with_prefix(settings.bootstrap, settings.topic_prefix)
 
 
 def clean_up_topics(settings: Settings) -> dict[str, Any]:

@@ -36,8 +36,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 
+from hub.bus import delete_topics_with_prefix
 from hub.settings import LOCAL_DATABASE_URL, Settings
 from schemas.codec import dumps, loads
 from schemas.event import Crs, Source, event_id_for
@@ -312,15 +312,7 @@ async def drop_database(base_dsn: str, name: str) -> None:
 async def delete_own_topics(settings: Settings) -> list[str]:
     """Delete the topics under this run's own prefix (the worker's included), nothing else."""
     assert settings.topic_prefix.startswith("benchpipe-"), settings.topic_prefix
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap)
-    await admin.start()
-    try:
-        ours = [t for t in await admin.list_topics() if t.startswith(settings.topic_prefix)]
-        if ours:
-            await admin.delete_topics(ours)
-        return sorted(ours)
-    finally:
-        await admin.close()
+    return await delete_topics_with_prefix(settings.bootstrap, settings.topic_prefix)
 
 
 async def clean_up(settings: Settings, base_dsn: str, database: str) -> dict[str, Any]:

@@ -165,3 +165,19 @@ async def ensure_topics(
         return missing
     finally:
         await admin.close()
+
+
+async def delete_topics_with_prefix(bootstrap: str, prefix: str) -> list[str]:
+    """Delete every topic whose name starts with ``prefix`` (a test or benchmark run's own);
+    refuses the empty prefix, which would mean every topic."""
+    if not prefix:
+        raise ValueError("refusing to delete topics without a prefix")
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        ours = [t for t in await admin.list_topics() if t.startswith(prefix)]
+        if ours:
+            await admin.delete_topics(ours)
+        return sorted(ours)
+    finally:
+        await admin.close()

@@ -18,10 +18,10 @@ import asyncpg
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 
 from hub.api import create_app
 from hub.auth import create_api_key
+from hub.bus import delete_topics_with_prefix
 from hub.cli import migrate_all
 from hub.db import create_pool
 from hub.pack import load_pack
@@ -55,14 +55,7 @@ async def prepared(settings: Settings) -> AsyncIterator[Settings]:
 
 
 async def _delete_topics(settings: Settings) -> None:
-    client = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap)
-    await client.start()
-    try:
-        ours = [t for t in await client.list_topics() if t.startswith(settings.topic_prefix)]
-        if ours:
-            await client.delete_topics(ours)
-    finally:
-        await client.close()
+    await delete_topics_with_prefix(settings.bootstrap, settings.topic_prefix)
 
 
 @pytest.fixture(scope="session")
