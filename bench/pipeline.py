@@ -63,6 +63,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--events", type=int, default=5000, help="orders to push through")
     parser.add_argument("--rate", type=float, default=0.0, help="orders/s; 0 = pre-produce all")
     parser.add_argument("--out", type=Path, help="result JSON (default bench/results/pipeline-…)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (one group)")
     args = parser.parse_args(argv)
     if args.events <= 0:
         parser.error("--events must be positive")
@@ -160,6 +161,19 @@ def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]
         )
 
 
+def start_more_workers(
+    env: dict[str, str], log_path: Path, count: int
+) -> list[subprocess.Popen[bytes]]:
+    """Further workers in the same consumer group, each with its own state folder."""
+    return [
+        start_worker(
+            {**env, "HUB_STATE_DIR": f"{env['HUB_STATE_DIR']}-{index}"},
+            log_path.with_suffix(f".{index}.log"),
+        )
+        for index in range(1, count + 1)
+    ]
+
+
 def stop_worker(worker: subprocess.Popen[bytes]) -> int | None:
     if worker.poll() is None:
         worker.send_signal(signal.SIGINT)
@@ -223,7 +237,8 @@ async def measure(
     conn = await asyncpg.connect(settings.dsn)
     await producer.start()
     worker: subprocess.Popen[bytes] | None = None
-    result: dict[str, Any] = {}
+    helpers: list[subprocess.Popen[bytes]] = []
+    result: dict[str, Any] = {"workers": args.workers}
     try:
         if args.rate <= 0:
             produce_started = time.perf_counter()
@@ -233,6 +248,7 @@ async def measure(
                                  "events_per_s": round(args.events / produce_s)}  # fmt: skip
             worker_started = time.time()
             worker = start_worker(env, log)
+            helpers = start_more_workers(env, log, args.workers - 1)
             await wait_for_members(conn, 1, worker)
             await wait_for_members(conn, args.events, worker)
             base = 0
@@ -282,6 +298,8 @@ async def measure(
         await conn.close()
         if worker is not None:
             result["worker_exit"] = stop_worker(worker)
+        for helper in helpers:
+            stop_worker(helper)
     # After the worker stopped, so it does not compete for the CPU.
     result["ceiling"] = await ceiling(settings, args.events)
     pipeline_rate = result["pipeline"]["events_per_s"]
