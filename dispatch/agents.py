@@ -28,11 +28,11 @@ STAGE = "open_tickets"
 
 async def _decode(batch: list[Any]) -> list[tuple[Any, IncidentChangeV1]]:
     decoded = []
-    for event in batch:
+    for message in batch:
         try:
-            decoded.append((event, loads(IncidentChangeV1, event.value)))
+            decoded.append((message, loads(IncidentChangeV1, message.value)))
         except ValueError as exc:
-            await send_to_dead_letter(event.message, stage=STAGE, reason=describe(exc))
+            await send_to_dead_letter(message.message, stage=STAGE, reason=describe(exc))
     return decoded
 
 
@@ -46,16 +46,16 @@ async def _store(pool: Any, changes: list[IncidentChangeV1]) -> None:
 
 async def _store_or_isolate(pool: Any, decoded: list[tuple[Any, IncidentChangeV1]]) -> None:
     try:
-        await _store(pool, [event for _, event in decoded])
+        await _store(pool, [change for _, change in decoded])
         return
     except REFUSED_RECORD as exc:
         log.warning("batch of %d refused (%r): storing one by one", len(decoded), exc)
-    for message_event, event in decoded:  # stores are idempotent: repeating the good is safe
+    for message, change in decoded:  # stores are idempotent: repeating the good is safe
         try:
-            await _store(pool, [event])
+            await _store(pool, [change])
         except REFUSED_RECORD as exc:
             reason = f"the database refused the event: {type(exc).__name__}: {exc}"
-            await send_to_dead_letter(message_event.message, stage=STAGE, reason=reason)
+            await send_to_dead_letter(message.message, stage=STAGE, reason=reason)
 
 
 @app.agent(incidents)

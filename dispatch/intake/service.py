@@ -41,7 +41,6 @@ Status = Literal["accepted", "updated", "duplicate", "rejected"]
 class Outcome:
     status: Status
     event_id: uuid.UUID | None = None
-    errors: list[dict[str, Any]] | None = None
 
 
 @dataclass

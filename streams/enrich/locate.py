@@ -12,16 +12,6 @@ from geo.h3cells import cell_of
 from schemas.event import EventV1
 
 
-class District(Protocol):
-    code: str
-    name: str
-
-
-class PointCheck(Protocol):
-    flag: str | None
-    district: Any
-
-
 class DistrictLookup(Protocol):
     def classify_point(self, lon: float, lat: float) -> Any: ...
 

@@ -27,16 +27,21 @@ async def end_offsets(settings: Settings, topic: str) -> int:
         await consumer.stop()
 
 
-async def read_until(
-    settings: Settings, topic: str, predicate: Callable[[Any], bool], *, seconds: float = 30
-) -> Any:
-    """The first record of ``topic`` (from the beginning) that satisfies ``predicate``."""
-    consumer = AIOKafkaConsumer(
+def earliest_consumer(settings: Settings, topic: str) -> AIOKafkaConsumer:
+    """A consumer of ``topic`` from its beginning, in no group (it commits nothing)."""
+    return AIOKafkaConsumer(
         settings.topic(topic),
         bootstrap_servers=settings.bootstrap,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
     )
+
+
+async def read_until(
+    settings: Settings, topic: str, predicate: Callable[[Any], bool], *, seconds: float = 30
+) -> Any:
+    """The first record of ``topic`` (from the beginning) that satisfies ``predicate``."""
+    consumer = earliest_consumer(settings, topic)
     await consumer.start()
     try:
         deadline = time.monotonic() + seconds

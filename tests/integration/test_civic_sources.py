@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from geo.crs import gcj02_to_bd09, to_wgs84, wgs84_to_gcj02
@@ -30,7 +30,7 @@ from schemas import topics
 from schemas.codec import dumps, loads
 from schemas.event import EventV1, Source, event_id_for
 from schemas.intake import CHINA_TZ, CIVIC_SOURCES, IntakeEnvelope
-from tests.integration.helpers import end_offsets, eventually, read_until
+from tests.integration.helpers import earliest_consumer, end_offsets, eventually, read_until
 
 pytestmark = pytest.mark.integration
 
@@ -198,12 +198,7 @@ async def read_all(
     count: int,
 ) -> list[Any]:
     """The first ``count`` records of ``topic`` (from the beginning) matching ``predicate``."""
-    consumer = AIOKafkaConsumer(
-        settings.topic(topic),
-        bootstrap_servers=settings.bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
+    consumer = earliest_consumer(settings, topic)
     await consumer.start()
     found: list[Any] = []
     try:
