@@ -1,19 +1,26 @@
-"""open_tickets: incidents → reports, incidents and one ticket per incident in PostgreSQL.
+"""Dispatch in the worker: incidents become routed tickets; SLA timers fire; the outbox relay
+publishes every ticket change on `tickets.changes`.
 
-Until routing rules exist every ticket goes to the triage department. Database trouble is
-retried, never skipped: the batch's offsets are committed only after it is written. A record
-the database refuses for its content is dead-lettered alone; the rest of its batch is stored.
+open_tickets: database trouble is retried, never skipped: the batch's offsets are committed
+only after it is written. A record the database refuses for its content is dead-lettered alone;
+the rest of its batch is stored.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
 import asyncpg
 
+from dispatch.outbox import relay_forever
+from dispatch.rulebook import RulebookCache
+from dispatch.sla.escalation import run_cycle
 from dispatch.tickets import service
+from hub.bus import EventBus
 from schemas.codec import loads
 from schemas.incident import IncidentChangeV1
 from streams.app import app, incidents, settings, worker_pool
@@ -24,6 +31,8 @@ log = logging.getLogger(__name__)
 # Refusals about the data itself: retrying the same record can never succeed.
 REFUSED_RECORD = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
 STAGE = "open_tickets"
+rulebook = RulebookCache(settings.pack_dir)
+SLA_BATCH = 1000
 
 
 async def _decode(batch: list[Any]) -> list[tuple[Any, IncidentChangeV1]]:
@@ -37,11 +46,11 @@ async def _decode(batch: list[Any]) -> list[tuple[Any, IncidentChangeV1]]:
 
 
 async def _store(pool: Any, changes: list[IncidentChangeV1]) -> None:
+    book = await rulebook.get(pool)
     async with pool.acquire() as conn:
-        department = await service.get_triage_department(conn)
-        if department is None:
-            raise LookupError("no triage department: run `hub seed`")
-        await service.store_incident_changes(conn, changes=changes, department_code=department)
+        await service.store_incident_changes(
+            conn, changes=changes, book=book, now=datetime.now(UTC)
+        )
 
 
 async def _store_or_isolate(pool: Any, decoded: list[tuple[Any, IncidentChangeV1]]) -> None:
@@ -68,3 +77,29 @@ async def open_tickets(stream: Any) -> None:
         if decoded:
             what = f"{len(decoded)} incident changes"
             await retry_until_done(partial(_store_or_isolate, pool, decoded), what=what)
+
+
+@app.timer(interval=settings.sla_tick_s)  # type: ignore[untyped-decorator]
+async def sla_timers() -> None:
+    """Warn, breach and escalate what is due; drains a backlog in batches within one tick."""
+    pool = await worker_pool.get()
+    try:
+        book = await rulebook.get(pool)
+        async with pool.acquire() as conn:
+            now = datetime.now(UTC)
+            while await run_cycle(conn, book, now=now, limit=SLA_BATCH) == SLA_BATCH:
+                pass
+    except Exception as exc:  # the next tick tries again; nothing is marked until it commits
+        log.warning("SLA timer cycle failed: %r", exc)
+
+
+@app.task  # type: ignore[untyped-decorator]
+async def relay_outbox() -> None:
+    pool = await worker_pool.get()
+    bus = EventBus(settings.bootstrap, send_timeout_s=settings.kafka_send_timeout_s)
+    await bus.start()
+    try:
+        await relay_forever(pool, bus, topic_name=settings.topic)
+    finally:
+        with contextlib.suppress(Exception):
+            await bus.stop()

@@ -19,6 +19,7 @@ from dispatch.intake.views import build_router as build_intake_router
 from dispatch.intake.views import events_router
 from dispatch.open311.formats import Open311Error, render_error
 from dispatch.open311.views import router as open311_router
+from dispatch.rulebook import RulebookCache
 from dispatch.tickets.views import router as tickets_router
 from hub.auth import KeyResolver
 from hub.bus import BusUnavailable, EventBus
@@ -103,6 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await app.state.bus.start()
         app.state.counters = IntakeCounters()
         app.state.receipts = ReceiptBook(app.state.pool)
+        app.state.rulebook = RulebookCache(settings.pack_dir)
         flusher = asyncio.create_task(_flush_counters_forever(app))
         try:
             yield

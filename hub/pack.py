@@ -12,12 +12,34 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from dispatch.routing.rules import Rule, parse_rules, validate_rules
+
+LEVELS = ("city", "district")
+ROLES = ("handler", "supervisor", "leader")
+
 
 @dataclass(frozen=True)
 class Department:
     code: str
     name: str
     is_triage: bool
+    level: str = "city"
+    # The county-level division a district department serves (GB/T 2260, ``330302``).
+    district_code: str | None = None
+    # A district department's municipal counterpart: escalations go there.
+    parent_code: str | None = None
+    phone: str = ""
+    email: str = ""
+
+
+@dataclass(frozen=True)
+class Person:
+    """A department's role account (duty handler, supervisor, leader), not a named person."""
+
+    department_code: str
+    person: str
+    role: str
+    phone: str = ""
 
 
 @dataclass(frozen=True)
@@ -46,6 +68,11 @@ class Pack:
     urban_code_categories: dict[tuple[str, str], str]
     # (source, the source's own category or "*") → category (source-categories.csv).
     source_categories: dict[tuple[str, str], str]
+    people: tuple[Person, ...] = ()
+    # The pack's starting routing rules (routing-rules.csv), in position order.
+    routing_rules: tuple[Rule, ...] = ()
+    # The folder it was read from, for files other modules read themselves (sla-policies.csv).
+    directory: Path = Path()
 
     def category(self, code: str) -> Category | None:
         return next((c for c in self.categories if c.code == code), None)
@@ -77,12 +104,12 @@ def load_pack(pack_dir: Path) -> Pack:
     if not pack_dir.is_dir():
         raise FileNotFoundError(f"no jurisdiction pack at {pack_dir}")
     meta = json.loads((pack_dir / "pack.json").read_text(encoding="utf-8"))
-    departments = tuple(
-        Department(row["code"], row["name"], row["is_triage"].strip().lower() == "true")
-        for row in _rows(pack_dir / "departments.csv")
-    )
+    districts = _district_codes(pack_dir / "districts.geojson")
+    departments = tuple(_department(row) for row in _rows(pack_dir / "departments.csv"))
     if sum(d.is_triage for d in departments) != 1:
         raise ValueError(f"{pack_dir}/departments.csv must mark exactly one triage department")
+    _check_departments(departments, districts, where=pack_dir / "departments.csv")
+    people = _load_people(pack_dir / "department-people.csv", departments)
     attributes_path = pack_dir / "service-attributes.json"
     attributes = json.loads(attributes_path.read_text("utf-8")) if attributes_path.exists() else {}
     categories = tuple(
@@ -118,8 +145,111 @@ def load_pack(pack_dir: Path) -> Pack:
         unknown = set(mapped.values()) - codes
         if unknown:
             raise ValueError(f"{pack_dir}/{where}: unknown categories {sorted(unknown)}")
+    rules = _load_routing_rules(
+        pack_dir / "routing-rules.csv",
+        departments={d.code for d in departments},
+        categories=codes,
+        districts=districts,
+    )
     west, south, east, north = bbox
-    return Pack(meta["name"], (west, south, east, north), departments, categories, urban, by_source)
+    return Pack(
+        meta["name"],
+        (west, south, east, north),
+        departments,
+        categories,
+        urban,
+        by_source,
+        people=people,
+        routing_rules=rules,
+        directory=pack_dir,
+    )
+
+
+def _district_codes(path: Path) -> set[str]:
+    """The division codes of the pack's districts.geojson (empty if the pack has none)."""
+    if not path.exists():
+        return set()
+    collection = json.loads(path.read_text(encoding="utf-8"))
+    return {str(feature["properties"]["code"]) for feature in collection["features"]}
+
+
+def _department(row: dict[str, str]) -> Department:
+    # The columns after is_triage are optional, so a pack with only code,name,is_triage loads.
+    return Department(
+        code=row["code"],
+        name=row["name"],
+        is_triage=row["is_triage"].strip().lower() == "true",
+        level=(row.get("level") or "city").strip(),
+        district_code=(row.get("district_code") or "").strip() or None,
+        parent_code=(row.get("parent") or "").strip() or None,
+        phone=(row.get("phone") or "").strip(),
+        email=(row.get("email") or "").strip(),
+    )
+
+
+def _check_departments(
+    departments: tuple[Department, ...], districts: set[str], *, where: Path
+) -> None:
+    by_code = {d.code: d for d in departments}
+    if len(by_code) != len(departments):
+        raise ValueError(f"{where}: a department code is used twice")
+    for d in departments:
+        if d.level not in LEVELS:
+            raise ValueError(f"{where}: {d.code}: level must be one of {LEVELS}, not {d.level!r}")
+        if (d.level == "district") != (d.district_code is not None):
+            raise ValueError(
+                f"{where}: {d.code}: a district department needs a district_code, "
+                "a city one has none"
+            )
+        if d.district_code is not None and d.district_code not in districts:
+            raise ValueError(f"{where}: {d.code}: unknown district {d.district_code}")
+        if d.parent_code is not None and d.parent_code not in by_code:
+            raise ValueError(f"{where}: {d.code}: unknown parent {d.parent_code}")
+        if d.parent_code == d.code:
+            raise ValueError(f"{where}: {d.code} is its own parent")
+
+
+def _load_people(path: Path, departments: tuple[Department, ...]) -> tuple[Person, ...]:
+    if not path.exists():
+        return ()
+    people = tuple(
+        Person(
+            department_code=row["department"].strip(),
+            person=row["person"].strip(),
+            role=row["role"].strip(),
+            phone=(row.get("phone") or "").strip(),
+        )
+        for row in _rows(path)
+    )
+    known = {d.code for d in departments}
+    for person in people:
+        if person.department_code not in known:
+            raise ValueError(
+                f"{path}: {person.person}: unknown department {person.department_code}"
+            )
+        if person.role not in ROLES:
+            raise ValueError(
+                f"{path}: {person.department_code}/{person.person}: role must be one of {ROLES}"
+            )
+    # Escalation starts at a supervisor, so a department without one would strand its tickets.
+    supervised = {p.department_code for p in people if p.role == "supervisor"}
+    if missing := sorted(known - supervised):
+        raise ValueError(f"{path}: departments without a supervisor: {missing}")
+    return people
+
+
+def _load_routing_rules(
+    path: Path, *, departments: set[str], categories: set[str], districts: set[str]
+) -> tuple[Rule, ...]:
+    if not path.exists():
+        return ()
+    rules = parse_rules(_rows(path))
+    problems = validate_rules(
+        rules, departments=departments, categories=categories, districts=districts
+    )
+    if problems:
+        raise ValueError(f"{path}: " + "; ".join(problems))
+    return tuple(rules)
 
 
 @lru_cache

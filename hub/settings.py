@@ -49,6 +49,8 @@ class Settings(BaseSettings):
 
     worker_batch_size: int = Field(default=500, ge=1)
     worker_batch_window_s: float = Field(default=0.2, gt=0)
+    # How often the worker fires due SLA marks (warnings, breaches, escalations).
+    sla_tick_s: float = Field(default=1.0, gt=0)
 
     @model_validator(mode="after")
     def _no_default_secrets_in_production(self) -> Settings:

@@ -51,7 +51,7 @@ def request_document(row: Any) -> dict[str, Any]:
         "service_notice": None,
         "requested_datetime": row["occurred_at"],
         "updated_datetime": updated,
-        "expected_datetime": None,
+        "expected_datetime": row["expected_at"],
         "address": row["address"],
         "address_id": row["address_id"],
         "zipcode": None,

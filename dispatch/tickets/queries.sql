@@ -76,21 +76,33 @@ ON CONFLICT (event_id) DO NOTHING
 RETURNING event_id
 
 -- name: open_incident_tickets
--- One ticket per incident (unique incident_id); only new tickets get a history row.
+-- One ticket per incident (unique incident_id), routed and with its SLA clocks set; only new
+-- tickets get a history row.
 WITH opened AS (
-    INSERT INTO tickets (ticket_id, event_id, incident_id, department_code, status, priority,
-                         category, title, routing_reason)
-    SELECT t.ticket_id, t.event_id, t.incident_id, $7, 'dispatched', t.priority, t.category,
-           t.title, $8
-    FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[])
-         AS t(ticket_id, event_id, incident_id, priority, category, title)
+    INSERT INTO tickets (ticket_id, event_id, incident_id, status, priority, category, title,
+                         department_code, routing_reason, routing_rule, routing_version,
+                         sla_policy, sla_calendar, accept_warn_at, accept_due_at,
+                         resolve_warn_at, resolve_due_at, city_escalation_at, next_timer_at)
+    SELECT t.ticket_id, t.event_id, t.incident_id, 'dispatched', t.priority, t.category,
+           t.title, t.department_code, t.routing_reason, t.routing_rule, $11, t.sla_policy,
+           t.sla_calendar, t.accept_warn_at, t.accept_due_at, t.resolve_warn_at,
+           t.resolve_due_at, t.city_escalation_at, t.next_timer_at
+    FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[],
+                $7::text[], $8::text[], $9::int[], $10::text[], $12::text[],
+                $13::timestamptz[], $14::timestamptz[], $15::timestamptz[], $16::timestamptz[],
+                $17::timestamptz[], $18::timestamptz[])
+         AS t(ticket_id, event_id, incident_id, priority, category, title, department_code,
+              routing_reason, routing_rule, sla_policy, sla_calendar, accept_warn_at,
+              accept_due_at, resolve_warn_at, resolve_due_at, city_escalation_at,
+              next_timer_at)
     ON CONFLICT (incident_id) DO NOTHING
-    RETURNING ticket_id, department_code, routing_reason
+    RETURNING ticket_id, department_code, routing_reason, routing_rule, routing_version
 )
 INSERT INTO ticket_history (ticket_id, action, actor, from_status, to_status,
-                            department_code, note)
+                            department_code, note, details)
 SELECT ticket_id, 'dispatch', 'system:router', NULL, 'dispatched', department_code,
-       routing_reason
+       routing_reason,
+       jsonb_build_object('routing_rule', routing_rule, 'routing_version', routing_version)
 FROM opened
 RETURNING ticket_id
 
@@ -104,23 +116,44 @@ JOIN event_tickets et ON et.event_id = u.event_id
 JOIN events e ON e.event_id = u.event_id
 
 -- name: follow_incident_priority
--- More reports, or an alarm, can make an incident more pressing: its ticket follows.
-UPDATE tickets t SET priority = i.priority, updated_at = now(), version = t.version + 1
-FROM incidents i
-WHERE t.incident_id = i.incident_id AND i.incident_id = ANY($1::uuid[])
-  AND t.priority <> i.priority
-
--- name: triage_department
-SELECT code FROM departments WHERE is_triage
+-- More reports, or an alarm, can make an incident more pressing: its ticket follows, and its
+-- history says so.
+WITH changed AS (
+    UPDATE tickets t SET priority = i.priority, updated_at = now(), version = t.version + 1
+    FROM incidents i, tickets before
+    WHERE t.incident_id = i.incident_id AND i.incident_id = ANY($1::uuid[])
+      AND t.priority <> i.priority AND before.ticket_id = t.ticket_id
+    RETURNING t.ticket_id, t.status, t.department_code, before.priority AS was, t.priority
+)
+INSERT INTO ticket_history (ticket_id, action, actor, from_status, to_status, department_code,
+                            note)
+SELECT ticket_id, 'priority_changed', 'system:correlation', status, status, department_code,
+       'priority ' || was || ' → ' || priority
+FROM changed
 
 -- name: get_ticket
-SELECT ticket_id, event_id, department_code, status, priority, category, title,
-       routing_reason, version, created_at, updated_at
-FROM tickets WHERE ticket_id = $1
+SELECT t.*, i.district_code, i.lon, i.lat, i.reports
+FROM tickets t LEFT JOIN incidents i ON i.incident_id = t.incident_id
+WHERE t.ticket_id = $1
 
 -- name: ticket_history
-SELECT at, action, actor, from_status, to_status, department_code, note
+SELECT at, action, actor, from_status, to_status, department_code, note, details
 FROM ticket_history WHERE ticket_id = $1 ORDER BY id
+
+-- name: list_tickets
+-- A queue: NULL filters match everything; the most urgent (resolve due) first.
+SELECT t.ticket_id, t.incident_id, t.department_code, t.status, t.priority, t.category,
+       t.title, i.district_code, t.version, t.sla_state, t.escalation_level, t.accept_due_at,
+       t.resolve_due_at, t.created_at, t.updated_at, count(*) OVER () AS total
+FROM tickets t LEFT JOIN incidents i ON i.incident_id = t.incident_id
+WHERE ($1::text IS NULL OR t.department_code = $1)
+  AND ($2::text[] IS NULL OR t.status = ANY($2))
+  AND ($3::text[] IS NULL OR t.priority = ANY($3))
+  AND ($4::text[] IS NULL OR t.category = ANY($4))
+  AND ($5::text[] IS NULL OR t.sla_state = ANY($5))
+  AND ($6::text[] IS NULL OR i.district_code = ANY($6))
+ORDER BY t.resolve_due_at NULLS LAST, t.created_at, t.ticket_id
+LIMIT $7 OFFSET $8
 
 -- name: event_status
 SELECT e.event_id, e.source, e.external_id, e.received_at, e.occurred_at,
@@ -130,3 +163,26 @@ FROM events e
 LEFT JOIN event_tickets t ON t.event_id = e.event_id
 LEFT JOIN departments d ON d.code = t.department_code
 WHERE e.event_id = $1
+
+-- name: lock_ticket
+SELECT t.*, i.district_code
+FROM tickets t LEFT JOIN incidents i ON i.incident_id = t.incident_id
+WHERE t.ticket_id = $1
+FOR UPDATE OF t
+
+-- name: write_ticket
+-- Columns in actions.STATE_COLUMNS order.
+UPDATE tickets SET
+    status = $2, department_code = $3, routing_reason = $4, routing_version = $5,
+    routing_rule = $6, rejected_by = $7, merged_into = $8, sla_policy = $9, sla_calendar = $10,
+    accept_warn_at = $11, accept_due_at = $12, resolve_warn_at = $13, resolve_due_at = $14,
+    city_escalation_at = $15, accepted_at = $16, resolved_at = $17, closed_at = $18,
+    paused_at = $19, paused_from = $20, sla_marks = $21, sla_state = $22,
+    escalation_level = $23, reopen_count = $24, next_timer_at = $25,
+    version = version + 1, updated_at = now()
+WHERE ticket_id = $1
+
+-- name: add_history
+INSERT INTO ticket_history (ticket_id, action, actor, from_status, to_status, department_code,
+                            note, details)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb)

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from dispatch.rulebook import Rulebook, policy_label
+from dispatch.sla import timers
+from dispatch.tickets.lifecycle import Status
 from hub.sql import load_queries
 from schemas.event import EventV1
 from schemas.incident import IncidentChangeV1
@@ -16,7 +21,18 @@ from schemas.incident import IncidentChangeV1
 Q = load_queries(Path(__file__).with_name("queries.sql"))
 # Fixed, never changed: ticket ids derive from it, so a replay opens no second ticket.
 TICKET_ID_NAMESPACE = uuid.UUID("0c6f3c52-94a4-4f8e-8b0a-7d1f7e3b9a22")
-TRIAGE_REASON = "no routing rule yet: every event goes to the triage queue"
+
+
+# In the order open_incident_tickets takes them (the routing version, one for all, comes 5th).
+PLAN_COLUMNS = (
+    "department_code",
+    "routing_reason",
+    "routing_rule",
+    "sla_policy",
+    "sla_calendar",
+    *timers.DEADLINE_COLUMNS,
+    "next_timer_at",
+)
 
 
 def ticket_id_for(incident_id: uuid.UUID) -> uuid.UUID:
@@ -26,11 +42,6 @@ def ticket_id_for(incident_id: uuid.UUID) -> uuid.UUID:
 def title_for(event: EventV1) -> str:
     first_line = event.text.strip().splitlines()[0] if event.text.strip() else event.external_id
     return first_line[:80]
-
-
-async def get_triage_department(conn: Any) -> str | None:
-    code: str | None = await conn.fetchval(Q["triage_department"])
-    return code
 
 
 def in_rounds(events: Sequence[EventV1]) -> list[list[EventV1]]:
@@ -47,12 +58,32 @@ def in_rounds(events: Sequence[EventV1]) -> list[list[EventV1]]:
     return rounds
 
 
+def plan_ticket(book: Rulebook, change: IncidentChangeV1, now: datetime) -> dict[str, Any]:
+    """Where a new incident's ticket goes, why, and when its clocks fall due."""
+    priority = change.priority.value
+    decision = book.route(
+        category=change.category, district_code=change.district_code, priority=priority, at=now
+    )
+    policy = book.policy(change.category, priority)
+    due = asdict(book.deadlines(policy, now))
+    return {
+        "department_code": decision.department_code,
+        "routing_reason": decision.reason,
+        "routing_rule": decision.rule_position,
+        "sla_policy": policy_label(policy),
+        "sla_calendar": policy.calendar,
+        **due,
+        "next_timer_at": timers.next_timer_at(Status.DISPATCHED, due, ()),
+    }
+
+
 async def store_incident_changes(
-    conn: Any, *, changes: Sequence[IncidentChangeV1], department_code: str
+    conn: Any, *, changes: Sequence[IncidentChangeV1], book: Rulebook, now: datetime
 ) -> list[uuid.UUID]:
     """In one transaction: store the reports (and their revisions, in order), the incidents as
-    they now stand, each report's membership (once), one ticket per incident, and the history
-    notes; a ticket follows its incident's priority. Returns tickets opened now."""
+    they now stand, each report's membership (once), one ticket per incident, routed and with
+    its SLA clocks, and the history notes; a ticket follows its incident's priority. Returns
+    tickets opened now."""
     async with conn.transaction():
         revised: list[tuple[uuid.UUID, int]] = []
         for batch in in_rounds([change.event for change in changes]):
@@ -80,6 +111,7 @@ async def store_incident_changes(
         }
         # A ticket for every incident that has none yet, carried by its first report here.
         first = list({c.incident_id: c for c in reversed(kept)}.values())
+        plans = [plan_ticket(book, c, now) for c in first]
         opened = await conn.fetch(
             Q["open_incident_tickets"],
             [ticket_id_for(c.incident_id) for c in first],
@@ -88,8 +120,9 @@ async def store_incident_changes(
             [c.priority.value for c in first],
             [c.category for c in first],
             [title_for(c.event) for c in first],
-            department_code,
-            TRIAGE_REASON,
+            *[[p[column] for p in plans] for column in PLAN_COLUMNS[:4]],
+            book.routing_version,
+            *[[p[column] for p in plans] for column in PLAN_COLUMNS[4:]],
         )
         joined = [
             c.event.event_id
@@ -147,6 +180,33 @@ async def _upsert_events(conn: Any, unique: list[EventV1]) -> list[tuple[uuid.UU
         [e.location_flag for e in unique],
     )
     return [(row["event_id"], row["revision"]) for row in written if row["revision"] > 1]
+
+
+async def list_tickets(
+    conn: Any,
+    *,
+    department: str | None,
+    statuses: Sequence[str] | None,
+    priorities: Sequence[str] | None,
+    categories: Sequence[str] | None,
+    sla_states: Sequence[str] | None,
+    districts: Sequence[str] | None,
+    page: int,
+    per_page: int,
+) -> tuple[list[dict[str, Any]], int]:
+    rows = await conn.fetch(
+        Q["list_tickets"],
+        department,
+        statuses,
+        priorities,
+        categories,
+        sla_states,
+        districts,
+        per_page,
+        (page - 1) * per_page,
+    )
+    total = rows[0]["total"] if rows else 0
+    return [dict(row) for row in rows], total
 
 
 async def get_ticket(conn: Any, *, ticket_id: uuid.UUID) -> dict[str, Any] | None:

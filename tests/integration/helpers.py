@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from dispatch.tickets.service import store_incident_changes, ticket_id_for
 from hub.settings import Settings
+from schemas.event import Crs, EventV1, Location, Priority, Source, event_id_for
+from schemas.incident import IncidentChangeV1
 
 
 async def end_offsets(settings: Settings, topic: str) -> int:
@@ -66,3 +71,52 @@ async def eventually(check: Callable[[], Any], *, seconds: float = 60, every: fl
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {seconds}s")
         await asyncio.sleep(every)
+
+
+def incident_change(
+    *,
+    category: str | None,
+    priority: str = "normal",
+    district_code: str | None = "330302",
+    lon: float = 120.6555,
+    lat: float = 28.0167,
+    at: datetime | None = None,
+    text: str = "测试工单",
+) -> IncidentChangeV1:
+    """A new one-report incident, as correlation would put it on `incidents`."""
+    at = at or datetime.now(UTC)
+    external_id = f"test-{uuid.uuid4()}"
+    event = EventV1(
+        event_id=event_id_for("hotline-12345", external_id),
+        source=Source("hotline-12345"),
+        external_id=external_id,
+        occurred_at=at,
+        received_at=at,
+        location=Location(lon=lon, lat=lat, source_crs=Crs.WGS84, source_lon=lon, source_lat=lat),
+        text=text,
+        priority=Priority(priority),
+        category=category,
+        district_code=district_code,
+        raw={},
+    )
+    return IncidentChangeV1(
+        incident_id=uuid.uuid4(),
+        change="created",
+        category=category,
+        priority=Priority(priority),
+        reports=1,
+        sources=["hotline-12345"],
+        lon=lon,
+        lat=lat,
+        district_code=district_code,
+        opened_at=at,
+        last_seen=at,
+        event=event,
+    )
+
+
+async def open_ticket(pool: Any, book: Any, change: IncidentChangeV1, *, now: datetime) -> Any:
+    """Store an incident change as the worker's open_tickets agent does; return its ticket id."""
+    async with pool.acquire() as conn:
+        await store_incident_changes(conn, changes=[change], book=book, now=now)
+    return ticket_id_for(change.incident_id)

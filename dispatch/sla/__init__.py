@@ -1,0 +1,1 @@
+"""SLA clocks: working-day calendars, per-category policies and the deadlines they give."""
