@@ -103,7 +103,7 @@ def _to_rules(models: list[RuleModel]) -> list[Rule]:
             for m in models
         )
     except ValueError as exc:
-        raise HTTPException(422, detail=str(exc)) from None
+        raise HTTPException(400, detail=str(exc)) from None
 
 
 async def _known_codes(conn: Any) -> dict[str, set[str]]:
@@ -130,13 +130,13 @@ async def replace_rules(
     edit: RuleSetEdit, request: Request, pool: PoolDep, principal: OpsDep
 ) -> RuleSet:
     """Save the whole ordered list as the next version. Unknown departments, categories or
-    districts are refused (422); an edit from an old version is refused (409)."""
+    districts are refused (400); an edit from an old version is refused (409)."""
     rules = _to_rules(edit.rules)
     districts = set(request.app.state.districts)
     async with pool.acquire() as conn:
         problems = validate_rules(rules, districts=districts, **await _known_codes(conn))
         if problems:
-            raise HTTPException(422, detail=problems)
+            raise HTTPException(400, detail=problems)
         try:
             version = await store.install_rules(
                 conn, rules, created_by=actor_of(principal), note=edit.note,

@@ -74,7 +74,7 @@ async def act(
             request.action, status=status, role=principal.role, paused_from=paused_from
         )
         if MOVES[request.action].needs_note and not request.note.strip():
-            raise Refused(422, f"{request.action} needs a note saying why")
+            raise Refused(400, f"{request.action} needs a note saying why")
         outcome = await _outcome(conn, book, row, request, principal, now)
         state = outcome.state
         state["status"] = target.value
@@ -199,9 +199,9 @@ async def _transfer(
 ) -> None:
     to = request.to_department
     if not to or to not in book.departments:
-        raise Refused(422, f"transfer needs to_department, a known department (got {to!r})")
+        raise Refused(400, f"transfer needs to_department, a known department (got {to!r})")
     if to == row["department_code"]:
-        raise Refused(422, f"the ticket is already at {to}")
+        raise Refused(400, f"the ticket is already at {to}")
     state["department_code"] = to
     state["routing_rule"] = None
     state["routing_reason"] = f"transferred from {row['department_code']}: {outcome.note}"
@@ -238,9 +238,9 @@ async def _merge(
 ) -> None:
     into = request.into_ticket
     if into is None or into == row["ticket_id"]:
-        raise Refused(422, "merge needs into_ticket, another ticket's id")
+        raise Refused(400, "merge needs into_ticket, another ticket's id")
     target = await conn.fetchrow("SELECT status FROM tickets WHERE ticket_id = $1", into)
     if target is None or target["status"] == Status.MERGED:
-        raise Refused(422, f"cannot merge into {into}: no such ticket, or it was merged itself")
+        raise Refused(400, f"cannot merge into {into}: no such ticket, or it was merged itself")
     state["merged_into"] = into
     outcome.details["merged_into"] = str(into)

@@ -156,7 +156,8 @@ def _add_action_route(action: Action, model: type[ActionBody], summary: str) -> 
         summary=summary.split(":")[0].split("(")[0].strip(),
         description=summary,
         name=f"ticket_{action.name.lower()}",
-        responses={403: {"description": "not yours, or not your role's action"},
+        responses={400: {"description": "a note, department or ticket the action needs"},
+                   403: {"description": "not yours, or not your role's action"},
                    404: {"description": "no such ticket"},
                    409: {"description": "stale version, or not allowed in this status"}},
     )  # fmt: skip

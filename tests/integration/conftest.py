@@ -75,6 +75,10 @@ async def keys(pool: Any) -> dict[str, str]:
             "ops": await create_api_key(conn, role="ops"),
             "triage": await create_api_key(conn, role="department", scope="city-dispatch-centre"),
             "water": await create_api_key(conn, role="department", scope="water"),
+            # 鹿城区综合行政执法局: where the pack routes urban-management reports in 鹿城
+            "lucheng": await create_api_key(
+                conn, role="department", scope="urban-management-330302"
+            ),
         }
 
 

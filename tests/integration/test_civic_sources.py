@@ -21,6 +21,7 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from dispatch.routing.rules import RoutingContext, route
 from geo.crs import gcj02_to_bd09, to_wgs84, wgs84_to_gcj02
 from hub.auth import create_api_key
 from hub.bus import BULK_RECORDS
@@ -183,8 +184,11 @@ async def stored_with_ticket(pool: Any, event_id: uuid.UUID) -> Any:
     return await pool.fetchrow(
         """SELECT e.source, e.external_id, e.source_category, e.priority, e.lon, e.lat,
                   e.occurred_at, e.text, e.revision, t.ticket_id, t.department_code,
-                  t.status AS ticket_status, t.priority AS ticket_priority
-           FROM events e JOIN event_tickets t USING (event_id) WHERE e.event_id = $1""",
+                  t.status AS ticket_status, t.priority AS ticket_priority, e.category,
+                  e.district_code, tk.routing_reason
+           FROM events e JOIN event_tickets t USING (event_id)
+           JOIN tickets tk ON tk.ticket_id = t.ticket_id
+           WHERE e.event_id = $1""",
         event_id,
     )
 
@@ -337,7 +341,18 @@ async def test_a_record_becomes_a_ticket_the_source_can_read_back(
     # The ticket carries the whole incident: never less pressing than any of its reports.
     ranks = ["low", "normal", "high", "urgent"]
     assert ranks.index(row["ticket_priority"]) >= ranks.index(row["priority"])
-    assert (row["department_code"], row["ticket_status"]) == (TRIAGE, "dispatched")
+    # Routed by the pack's rules: the department they name for this category, district and
+    # priority (the rules themselves are tested in tests/unit/test_routing.py).
+    pack = load_pack(prepared.pack_dir)
+    routed = route(
+        pack.routing_rules,
+        RoutingContext(
+            row["category"], row["district_code"], row["ticket_priority"], datetime.now(UTC)
+        ),
+        triage=TRIAGE,
+    )
+    assert (row["department_code"], row["ticket_status"]) == (routed.department_code, "dispatched")
+    assert routed.department_code != TRIAGE and row["routing_reason"].startswith("rule ")
     assert row["revision"] == 1
     assert row["occurred_at"] == datetime.fromisoformat(body[TIME_FIELD[source]])
     assert row["text"] == body[TEXT_FIELD[source]].replace("13857712345", "138****2345")
@@ -361,8 +376,8 @@ async def test_a_record_becomes_a_ticket_the_source_can_read_back(
         str(event_id),
     )
     assert data["ticket"]["ticket_id"] == str(row["ticket_id"])
-    assert data["ticket"]["department_code"] == TRIAGE
-    assert data["ticket"]["department_name"] == department_names[TRIAGE]
+    assert data["ticket"]["department_code"] == routed.department_code
+    assert data["ticket"]["department_name"] == department_names[routed.department_code]
     assert data["ticket"]["status"] == "dispatched"
     assert (data["priority"], data["source_category"]) == (
         expect["priority"],

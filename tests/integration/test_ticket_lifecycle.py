@@ -175,7 +175,7 @@ async def test_actions_that_must_say_why_need_a_note(
         with pytest.raises(Refused) as refused:
             await act(conn, book, ticket_id=ticket_id, principal=who, request=request,
                       now=datetime.now(UTC))  # fmt: skip
-    assert refused.value.status == 422
+    assert refused.value.status == 400
 
 
 async def test_two_people_acting_at_once_cannot_both_win(pool: Any, book: Rulebook) -> None:
