@@ -90,7 +90,7 @@ async def sla_timers() -> None:
             while await run_cycle(conn, book, now=now, limit=SLA_BATCH) == SLA_BATCH:
                 pass
     except Exception as exc:  # the next tick tries again; nothing is marked until it commits
-        log.warning("SLA timer cycle failed: %r", exc)
+        log.warning("SLA timer cycle failed: %r", exc, exc_info=exc)
 
 
 @app.task  # type: ignore[untyped-decorator]

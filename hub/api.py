@@ -19,6 +19,7 @@ from dispatch.intake.views import build_router as build_intake_router
 from dispatch.intake.views import events_router
 from dispatch.open311.formats import Open311Error, render_error
 from dispatch.open311.views import router as open311_router
+from dispatch.routing.views import router as routing_router
 from dispatch.rulebook import RulebookCache
 from dispatch.tickets.views import router as tickets_router
 from hub.auth import KeyResolver
@@ -168,6 +169,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         events_router,
         tickets_router,
         admin_router,
+        routing_router,
         open311_router,
     ):
         app.include_router(router)

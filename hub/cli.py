@@ -122,6 +122,13 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     return run_demo(settings, keep_running=not args.once)
 
 
+def cmd_routing(args: argparse.Namespace, settings: Settings) -> int:
+    from dispatch.routing.bootstrap import main as learn
+
+    learn(args.rest)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hub", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -153,6 +160,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("worker", help="run the Faust stream worker")
     p.add_argument("--loglevel", default="info", choices=["crit", "error", "warn", "info", "debug"])
     p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser(
+        "routing",
+        help="learn routing rules from historical work orders: "
+        "hub routing learn ORDERS.csv RULES.csv [--min-count N] [--min-share F]",
+    )
+    p.add_argument("action", choices=["learn"])
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="ORDERS.csv RULES.csv [options]")
+    p.set_defaults(func=cmd_routing)
 
     p = sub.add_parser("demo", help="everything, plus a sample event; Ctrl-C stops it")
     p.add_argument("--once", action="store_true", help="stop after the sample ticket is shown")

@@ -73,6 +73,8 @@ class Pack:
     routing_rules: tuple[Rule, ...] = ()
     # The folder it was read from, for files other modules read themselves (sla-policies.csv).
     directory: Path = Path()
+    # The division codes of districts.geojson.
+    district_codes: frozenset[str] = frozenset()
 
     def category(self, code: str) -> Category | None:
         return next((c for c in self.categories if c.code == code), None)
@@ -162,6 +164,7 @@ def load_pack(pack_dir: Path) -> Pack:
         people=people,
         routing_rules=rules,
         directory=pack_dir,
+        district_codes=frozenset(districts),
     )
 
 

@@ -17,6 +17,8 @@ from dispatch.routing.rules import Rule, parse_rules, rules_to_rows, validate_ru
 from dispatch.rulebook import RulebookCache
 from dispatch.tickets.actions import actor_of
 from hub.deps import OpsDep, PoolDep
+from hub.pack import load_pack
+from hub.settings import Settings
 
 router = APIRouter(prefix="/api/v1/admin/routing-rules", tags=["admin"])
 
@@ -132,7 +134,8 @@ async def replace_rules(
     """Save the whole ordered list as the next version. Unknown departments, categories or
     districts are refused (400); an edit from an old version is refused (409)."""
     rules = _to_rules(edit.rules)
-    districts = set(request.app.state.districts)
+    settings: Settings = request.app.state.settings
+    districts = set(load_pack(settings.pack_dir).district_codes)
     async with pool.acquire() as conn:
         problems = validate_rules(rules, districts=districts, **await _known_codes(conn))
         if problems:

@@ -19,7 +19,6 @@ from dispatch.tickets.lifecycle import Status
 from hub.sql import load_queries
 
 Q = load_queries(Path(__file__).with_name("queries.sql"))
-ACTOR = "system:sla"
 CLOCK_NAMES = {"accept": "受理时限 (accept)", "resolve": "办结时限 (resolve)"}
 
 
@@ -34,9 +33,12 @@ class HistoryRow:
 
 
 def _notes(mark: timers.Mark, row: Any, book: Rulebook, level: int) -> list[tuple[str, str]]:
-    clock = CLOCK_NAMES[mark.name.split("_")[0]]
     due = row[mark.column].isoformat()
     department = book.departments.get(row["department_code"])
+    if mark.name == "city_escalation":
+        city = book.departments[book.triage].name
+        return [("escalate", f"still not resolved after breach: escalated to {city} (level 2)")]
+    clock = CLOCK_NAMES[mark.name.split("_")[0]]
     if mark.name.endswith("warning"):
         return [("sla_warning", f"{clock} due at {due}")]
     if mark.name.endswith("breach"):
@@ -45,8 +47,7 @@ def _notes(mark: timers.Mark, row: Any, book: Rulebook, level: int) -> list[tupl
             whom = department.supervisor or "supervisor"
             notes.append(("escalate", f"escalated to {department.name} {whom} (level 1)"))
         return notes
-    city = book.departments[book.triage].name
-    return [("escalate", f"still not resolved after breach: escalated to {city} (level 2)")]
+    raise ValueError(f"unknown SLA mark {mark.name}")
 
 
 def advance(row: Any, book: Rulebook, now: datetime) -> tuple[dict[str, Any], list[HistoryRow]]:

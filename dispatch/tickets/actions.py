@@ -60,8 +60,8 @@ async def act(
             raise Refused(404, f"no ticket {ticket_id}")
         if principal.role == "department" and row["department_code"] != principal.scope:
             raise Refused(403, f"ticket {ticket_id} belongs to another department")
-        if principal.role not in ("department", "ops"):
-            raise Refused(403, f"{principal.name} may not act on tickets")
+        if principal.role not in MOVES[request.action].roles:
+            raise Refused(403, f"a {principal.role} may not {request.action} tickets")
         if row["version"] != request.version:
             raise Refused(
                 409,
@@ -169,7 +169,7 @@ def _reject(
 ) -> None:
     if row["department_code"] == book.triage:
         raise Refused(409, "the triage queue cannot reject a ticket: transfer it instead")
-    rejected = sorted({*state["rejected_by"], row["department_code"]})
+    rejected = [*state["rejected_by"], row["department_code"]]  # in the order they rejected
     decision = book.route(
         category=row["category"],
         district_code=row["district_code"],

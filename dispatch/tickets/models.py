@@ -89,3 +89,14 @@ class ResolveBody(ActionBody):
 
 class MergeBody(ActionBody):
     into_ticket: uuid.UUID = Field(description="the ticket this one duplicates")
+
+
+class ActionResult(BaseModel):
+    """After an action: where the ticket now stands, and the whole ticket if the caller may
+    still read it (after a reject or transfer, a department may not: ``ticket`` is null)."""
+
+    ticket_id: uuid.UUID
+    status: str
+    department_code: str
+    version: int
+    ticket: TicketRead | None

@@ -2,7 +2,7 @@
 
 A department reads and acts on its own tickets only (403 otherwise); the operations centre on
 all. Every action takes the version the caller last read (optimistic concurrency: 409 if stale)
-and returns the ticket as it now stands.
+and returns where the ticket now stands.
 """
 
 # No `from __future__ import annotations` here: the action routes are built in a loop and
@@ -19,6 +19,7 @@ from dispatch.tickets.actions import ActionInput, act
 from dispatch.tickets.lifecycle import Action, Refused
 from dispatch.tickets.models import (
     ActionBody,
+    ActionResult,
     MergeBody,
     ResolveBody,
     TicketPage,
@@ -84,7 +85,7 @@ async def read_ticket(ticket_id: uuid.UUID, pool: PoolDep, principal: StaffDep) 
 
 async def _act(
     request: Request, pool: Any, principal: Principal, ticket_id: uuid.UUID, command: ActionInput
-) -> TicketRead:
+) -> ActionResult:
     cache: RulebookCache = request.app.state.rulebook
     book = await cache.get(pool)
     async with pool.acquire() as conn:
@@ -99,7 +100,16 @@ async def _act(
             )
         except Refused as refused:
             raise HTTPException(refused.status, detail=refused.reason) from None
-    return await read_ticket(ticket_id, pool, principal)
+    ticket = await service.get_ticket(pool, ticket_id=ticket_id)
+    assert ticket is not None  # it was just changed, and tickets are never deleted
+    visible = principal.role == "ops" or ticket["department_code"] == principal.scope
+    return ActionResult(
+        ticket_id=ticket_id,
+        status=ticket["status"],
+        department_code=ticket["department_code"],
+        version=ticket["version"],
+        ticket=TicketRead.model_validate(ticket) if visible else None,
+    )
 
 
 ACTIONS: dict[Action, tuple[type[ActionBody], str]] = {
@@ -145,14 +155,14 @@ def _add_action_route(action: Action, model: type[ActionBody], summary: str) -> 
         request: Request,
         pool: PoolDep,
         principal: StaffDep,
-    ) -> TicketRead:
+    ) -> ActionResult:
         return await _act(request, pool, principal, ticket_id, _command(action, body))
 
     router.add_api_route(
         f"/{{ticket_id}}/{action.value}",
         take_action,
         methods=["POST"],
-        response_model=TicketRead,
+        response_model=ActionResult,
         summary=summary.split(":")[0].split("(")[0].strip(),
         description=summary,
         name=f"ticket_{action.name.lower()}",

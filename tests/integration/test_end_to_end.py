@@ -78,7 +78,7 @@ async def test_a_12345_order_becomes_a_ticket_the_department_handles(
             )
             assert done.status_code == 200, (action, done.text)
             version = done.json()["version"]
-        closed = done.json()
+        closed = done.json()["ticket"]
         assert closed["status"] == "closed" and closed["resolved_at"] and closed["closed_at"]
         assert [h["action"] for h in closed["history"]] == [
             "dispatch", "accept", "start", "resolve", "close"

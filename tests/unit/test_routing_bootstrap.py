@@ -4,9 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from dispatch.routing.bootstrap import district_codes_of, learn_rules, main, write_rules_csv
+from dispatch.routing.bootstrap import district_codes_of, learn_rules, write_rules_csv
 from dispatch.routing.rules import RoutingContext, Rule, parse_rules, route
 from geo.jurisdiction import DistrictIndex
+from hub.cli import main as hub_cli
 
 REPO = Path(__file__).resolve().parents[2]
 DISTRICTS_FILE = REPO / "packs" / "wenzhou" / "districts.geojson"
@@ -160,7 +161,7 @@ def test_the_command_line_writes_rules_and_prints_the_report(tmp_path, capsys):
         writer.writerows(orders("greenery", "", "um-330302", 5))
         for row in writer_rows_with_point(5):
             writer.writerow(row)
-    main([str(orders_path), str(out), "--districts", str(DISTRICTS_FILE)])
+    hub_cli(["routing", "learn", str(orders_path), str(out), "--districts", str(DISTRICTS_FILE)])
     assert "read 10 orders" in capsys.readouterr().out
     with open(out, newline="", encoding="utf-8") as handle:
         rules = parse_rules(csv.DictReader(handle))
