@@ -116,20 +116,33 @@ JOIN event_tickets et ON et.event_id = u.event_id
 JOIN events e ON e.event_id = u.event_id
 
 -- name: follow_incident_priority
--- More reports, or an alarm, can make an incident more pressing: its ticket follows, and its
--- history says so.
-WITH changed AS (
-    UPDATE tickets t SET priority = i.priority, updated_at = now(), version = t.version + 1
-    FROM incidents i, tickets before
-    WHERE t.incident_id = i.incident_id AND i.incident_id = ANY($1::uuid[])
-      AND t.priority <> i.priority AND before.ticket_id = t.ticket_id
-    RETURNING t.ticket_id, t.status, t.department_code, before.priority AS was, t.priority
-)
+-- More reports, or an alarm, can make an incident more pressing: its ticket follows.
+UPDATE tickets t SET priority = i.priority, updated_at = now(), version = t.version + 1
+FROM incidents i, tickets before
+WHERE t.incident_id = i.incident_id AND i.incident_id = ANY($1::uuid[])
+  AND t.priority <> i.priority AND before.ticket_id = t.ticket_id
+RETURNING t.*, before.priority AS was
+
+-- name: tighten_clocks
+UPDATE tickets t SET
+    sla_policy = u.sla_policy, sla_calendar = u.sla_calendar,
+    accept_warn_at = u.accept_warn_at, accept_due_at = u.accept_due_at,
+    resolve_warn_at = u.resolve_warn_at, resolve_due_at = u.resolve_due_at,
+    city_escalation_at = u.city_escalation_at, next_timer_at = u.next_timer_at
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[],
+            $6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::timestamptz[])
+     AS u(ticket_id, sla_policy, sla_calendar, accept_warn_at, accept_due_at, resolve_warn_at,
+          resolve_due_at, city_escalation_at, next_timer_at)
+WHERE t.ticket_id = u.ticket_id
+
+-- name: note_priority_changes
 INSERT INTO ticket_history (ticket_id, action, actor, from_status, to_status, department_code,
-                            note)
-SELECT ticket_id, 'priority_changed', 'system:correlation', status, status, department_code,
-       'priority ' || was || ' → ' || priority
-FROM changed
+                            note, details)
+SELECT t.ticket_id, 'priority_changed', 'system:correlation', t.status, t.status,
+       t.department_code, 'priority ' || u.was || ' → ' || t.priority,
+       jsonb_build_object('resolve_due_at', t.resolve_due_at)
+FROM unnest($1::uuid[], $2::text[]) AS u(ticket_id, was)
+JOIN tickets t ON t.ticket_id = u.ticket_id
 
 -- name: get_ticket
 SELECT t.*, i.district_code, i.lon, i.lat, i.reports

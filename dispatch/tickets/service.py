@@ -135,8 +135,45 @@ async def store_incident_changes(
             await conn.execute(
                 Q["note_event_updates"], [e for e, _ in revised], [r for _, r in revised]
             )
-        await conn.execute(Q["follow_incident_priority"], list(latest))
+        await _follow_incident_priority(conn, book, list(latest))
     return [row["ticket_id"] for row in opened]
+
+
+async def _follow_incident_priority(conn: Any, book: Rulebook, incidents: list[uuid.UUID]) -> None:
+    """A ticket takes its incident's new priority, and the SLA policy of that priority from its
+    creation: a clock may tighten (an incident that became urgent), never loosen."""
+    changed = await conn.fetch(Q["follow_incident_priority"], incidents)
+    if not changed:
+        return
+    tightened = [_tightened(book, dict(row)) for row in changed]
+    await conn.execute(
+        Q["tighten_clocks"],
+        [row["ticket_id"] for row in changed],
+        *[[t[column] for t in tightened] for column in TIGHTENED_COLUMNS],
+    )
+    await conn.execute(
+        Q["note_priority_changes"],
+        [row["ticket_id"] for row in changed],
+        [row["was"] for row in changed],
+    )
+
+
+TIGHTENED_COLUMNS = ("sla_policy", "sla_calendar", *timers.DEADLINE_COLUMNS, "next_timer_at")
+
+
+def _tightened(book: Rulebook, ticket: dict[str, Any]) -> dict[str, Any]:
+    policy = book.policy(ticket["category"], ticket["priority"])
+    fresh = asdict(book.deadlines(policy, ticket["created_at"]))
+    state = dict(ticket)
+    if ticket["resolve_due_at"] is None or fresh["resolve_due_at"] < ticket["resolve_due_at"]:
+        state["sla_policy"], state["sla_calendar"] = policy_label(policy), policy.calendar
+    for column, due in fresh.items():
+        if ticket[column] is None or due < ticket[column]:
+            state[column] = due
+    state["next_timer_at"] = timers.next_timer_at(
+        Status(ticket["status"]), state, frozenset(ticket["sla_marks"])
+    )
+    return state
 
 
 async def _first_incident_wins(

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from dispatch.rulebook import Rulebook, load_rulebook
+from dispatch.tickets.service import store_incident_changes
 from hub.auth import create_api_key
 from hub.settings import Settings
 from schemas import topics
@@ -369,3 +370,28 @@ async def test_routing_rules_are_edited_as_versions_and_route_at_once(
                    "rules": current["rules"]}  # fmt: skip
         restored = await api.put("/api/v1/admin/routing-rules", headers=ops, json=restore)
         assert restored.status_code == 200, restored.text
+
+
+async def test_an_incident_that_becomes_urgent_tightens_its_tickets_clock(
+    api: httpx.AsyncClient, pool: Any, book: Rulebook, keys: dict[str, str]
+) -> None:
+    """A normal streetlight report (3 working days), then a second report makes the incident
+    urgent: the ticket takes the urgent policy (4 hours round the clock) from its creation."""
+    created = datetime.now(UTC)
+    first = incident_change(category="streetlight", priority="normal", at=created)
+    ticket_id = await open_ticket(pool, book, first, now=created)
+    second = incident_change(category="streetlight", priority="urgent", text="路灯杆倒了，砸到车")
+    joined = first.model_copy(
+        update={"change": "attached", "priority": second.priority, "reports": 2,
+                "event": second.event}
+    )  # fmt: skip
+    async with pool.acquire() as conn:
+        await store_incident_changes(conn, changes=[joined], book=book, now=datetime.now(UTC))
+    ticket = (await api.get(f"/api/v1/tickets/{ticket_id}", headers=as_(keys["ops"]))).json()
+    assert ticket["priority"] == "urgent" and ticket["sla_policy"] == "*/urgent"
+    due = datetime.fromisoformat(ticket["resolve_due_at"]) - datetime.fromisoformat(
+        ticket["created_at"]
+    )
+    assert timedelta(hours=4) - timedelta(seconds=2) < due <= timedelta(hours=4)
+    changed = ticket["history"][-1]
+    assert changed["action"] == "priority_changed" and changed["note"] == "priority normal → urgent"
