@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from dispatch.deadletters.views import router as admin_router
+from dispatch.departments.views import router as departments_router
 from dispatch.intake.receipts import ReceiptBook
 from dispatch.intake.service import IntakeCounters
 from dispatch.intake.views import build_router as build_intake_router
@@ -168,6 +169,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         build_intake_router(settings),
         events_router,
         tickets_router,
+        departments_router,
         admin_router,
         routing_router,
         open311_router,

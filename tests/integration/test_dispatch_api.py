@@ -395,3 +395,20 @@ async def test_an_incident_that_becomes_urgent_tightens_its_tickets_clock(
     assert timedelta(hours=4) - timedelta(seconds=2) < due <= timedelta(hours=4)
     changed = ticket["history"][-1]
     assert changed["action"] == "priority_changed" and changed["note"] == "priority normal → urgent"
+
+
+async def test_staff_read_the_departments_directory(
+    api: httpx.AsyncClient, keys: dict[str, str]
+) -> None:
+    listed = await api.get("/api/v1/departments", headers=as_(keys["lucheng"]))
+    assert listed.status_code == 200, listed.text
+    by_code = {d["code"]: d for d in listed.json()}
+    lucheng = by_code[LUCHENG_URBAN]
+    assert (lucheng["level"], lucheng["district_code"], lucheng["parent_code"]) == (
+        "district",
+        "330302",
+        "urban-management",
+    )
+    assert {"handler", "supervisor"} <= {p["role"] for p in lucheng["people"]}
+    assert by_code[TRIAGE]["is_triage"]
+    assert (await api.get("/api/v1/departments", headers=as_(keys["hotline"]))).status_code == 403

@@ -1,0 +1,1 @@
+"""The departments directory: who exists, who escalations reach, and their webhooks."""
