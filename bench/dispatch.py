@@ -47,6 +47,7 @@ from aiokafka import AIOKafkaProducer
 from dispatch.rulebook import Rulebook, load_rulebook, policy_label
 from dispatch.sla.escalation import Q as SLA_QUERIES
 from dispatch.sla.escalation import due_soon, run_cycle
+from dispatch.tickets import service as ticket_service
 from dispatch.tickets.service import plan_ticket, store_incident_changes
 from geo.h3cells import cell_of
 from hub.bus import delete_topics_with_prefix
@@ -172,22 +173,30 @@ class CpuMeter:
 
 class TimedConnection:
     """An asyncpg connection that logs the wall time of each query and of BEGIN and COMMIT:
-    argument encoding, the round trip, PostgreSQL's work and decoding the answer."""
+    argument encoding, the round trip, PostgreSQL's work and decoding the answer. Queries are
+    logged by their name in ``queries`` (a loaded .sql file), else by the method."""
 
-    def __init__(self, conn: Any) -> None:
+    def __init__(self, conn: Any, queries: dict[str, str]) -> None:
         self._conn = conn
+        self._names = {text: name for name, text in queries.items()}
         self.log: list[tuple[str, float]] = []
 
     @property
     def seconds(self) -> float:
         return sum(seconds for _, seconds in self.log)
 
-    async def _timed(self, method: str, *args: Any) -> Any:
+    def by_name(self) -> dict[str, float]:
+        totals: dict[str, float] = {}
+        for name, seconds in self.log:
+            totals[name] = totals.get(name, 0.0) + seconds
+        return totals
+
+    async def _timed(self, method: str, query: str, *args: Any) -> Any:
         started = time.perf_counter()
         try:
-            return await getattr(self._conn, method)(*args)
+            return await getattr(self._conn, method)(query, *args)
         finally:
-            self.log.append((method, time.perf_counter() - started))
+            self.log.append((self._names.get(query, method), time.perf_counter() - started))
 
     async def execute(self, *args: Any) -> Any:
         return await self._timed("execute", *args)
@@ -327,24 +336,51 @@ async def truncate_tickets(conn: Any) -> None:
     await conn.execute(f"TRUNCATE {', '.join(TICKET_TABLES)} RESTART IDENTITY")
 
 
+class PlanTimer:
+    """Times plan_ticket where store_incident_changes calls it: the module's name is swapped
+    for a timing wrapper while the benchmark stores, and put back after."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.calls = 0
+
+    def __enter__(self) -> PlanTimer:
+        def timed_plan(book: Rulebook, change: IncidentChangeV1, now: datetime) -> Any:
+            started = time.perf_counter()
+            try:
+                return plan_ticket(book, change, now)
+            finally:
+                self.seconds += time.perf_counter() - started
+                self.calls += 1
+
+        ticket_service.plan_ticket = timed_plan  # type: ignore[assignment]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        ticket_service.plan_ticket = plan_ticket
+
+
 async def measure_in_process(
     conn: Any, book: Rulebook, changes: Sequence[IncidentChangeV1]
 ) -> dict[str, Any]:
     """store_incident_changes in batches of BATCH_SIZE on one connection, as the worker does."""
-    timed = TimedConnection(conn)
+    timed = TimedConnection(conn, ticket_service.Q)
     meter = CpuMeter(await conn.fetchval("SELECT pg_backend_pid()"))
     batch_s: list[float] = []
     opened = 0
-    meter.start()
-    for batch in batches(changes):
-        started = time.perf_counter()
-        opened += len(
-            await store_incident_changes(timed, changes=batch, book=book, now=datetime.now(UTC))
-        )
-        batch_s.append(time.perf_counter() - started)
-    cpu = meter.stop()
+    with PlanTimer() as planning:
+        meter.start()
+        for batch in batches(changes):
+            started = time.perf_counter()
+            tickets = await store_incident_changes(
+                timed, changes=batch, book=book, now=datetime.now(UTC)
+            )
+            batch_s.append(time.perf_counter() - started)
+            opened += len(tickets)
+        cpu = meter.stop()
     total_s = sum(batch_s)
     stored = await table_count(conn, "tickets")
+    per_ticket = 1e6 / len(changes)
     return {
         "tickets": len(changes),
         "batch_size": BATCH_SIZE,
@@ -354,18 +390,20 @@ async def measure_in_process(
         "elapsed_s": round(total_s, 3),
         "tickets_per_s": round(len(changes) / total_s),
         "batch_ms": spread_ms(batch_s),
+        "planning_s": round(planning.seconds, 3),
         "database_s": round(timed.seconds, 3),
-        "database_calls": len(timed.log),
+        "database_us_per_ticket": {
+            name: round(seconds * per_ticket, 1) for name, seconds in timed.by_name().items()
+        },
         **cpu,
     }
 
 
-def split_time(in_process: dict[str, Any], planning: dict[str, Any]) -> dict[str, Any]:
-    """Where the in-process time went: planning (timed alone, scaled to the same tickets),
-    database calls, and the rest of the Python (building the arrays, encoding records)."""
+def split_time(in_process: dict[str, Any]) -> dict[str, Any]:
+    """Where the in-process time went: routing + deadline planning, the database calls (with
+    asyncpg's encoding), and the rest of the Python (building the arrays, encoding records)."""
     total = in_process["elapsed_s"]
-    plan = planning["plan_s"] * in_process["tickets"] / planning["tickets"]
-    database = in_process["database_s"]
+    plan, database = in_process["planning_s"], in_process["database_s"]
     rest = max(total - plan - database, 0.0)
     return {
         name: {"s": round(seconds, 3), "share": round(seconds / total, 3),
@@ -712,16 +750,11 @@ async def explain(conn: Any, query: str, *args: Any, generic: bool = False) -> l
         await transaction.rollback()
 
 
-def cycle_parts(log: list[tuple[str, float]], cycle_s: float) -> dict[str, float]:
-    """run_cycle's statements, in its order (BEGIN, lock_due_tickets, write_sla_columns,
-    add_sla_history, COMMIT), and the Python between them (advance: marks and notes)."""
-    names = {"begin": "begin", "fetch": "lock_due", "commit": "commit"}
-    parts: dict[str, float] = {}
-    writes = iter(("write_sla_columns", "add_sla_history"))
-    for method, seconds in log:
-        name = names.get(method) or next(writes, method)
-        parts[name] = parts.get(name, 0.0) + seconds
-    parts["python"] = max(cycle_s - sum(parts.values()), 0.0)
+def cycle_parts(timed: TimedConnection, cycle_s: float) -> dict[str, float]:
+    """run_cycle's statements (BEGIN, lock_due_tickets, write_sla_columns, add_sla_history,
+    COMMIT) and the Python between them (advance: the marks and notes), in ms."""
+    parts = timed.by_name()
+    parts["python"] = max(cycle_s - timed.seconds, 0.0)
     return {name: round(seconds * 1000, 2) for name, seconds in parts.items()}
 
 
@@ -751,13 +784,13 @@ async def measure_sla(
     cycles: list[dict[str, Any]] = []
     for _ in range(args.cycles):
         detect_s, detected = await detect_alone(conn, now, limit)
-        timed = TimedConnection(conn)
+        timed = TimedConnection(conn, SLA_QUERIES)
         meter.start()
         started = time.perf_counter()
         handled = await run_cycle(timed, book, now=now, limit=limit)
         cycle_s = time.perf_counter() - started
         cpu = meter.stop()
-        inside = cycle_parts(timed.log, cycle_s)
+        inside = cycle_parts(timed, cycle_s)
         started = time.perf_counter()
         board = await due_soon(conn, now=now, within_s=3600)
         board_s = time.perf_counter() - started
@@ -887,7 +920,7 @@ async def run(args: argparse.Namespace, run_id: str, log: Path) -> dict[str, Any
                 print(f"opening {args.tickets} tickets in process …", file=sys.stderr)
                 result["planning"] = measure_planning(book, changes)
                 result["in_process"] = await measure_in_process(conn, book, changes)
-                result["split"] = split_time(result["in_process"], result["planning"])
+                result["split"] = split_time(result["in_process"])
                 await truncate_tickets(conn)
                 if args.through_worker:
                     print("… and through a hub worker …", file=sys.stderr)

@@ -8,6 +8,7 @@ the rest of its batch is stored.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ from typing import Any
 
 import asyncpg
 
+from dispatch.departments.webhooks import deliver_due, webhook_client
 from dispatch.outbox import relay_forever
 from dispatch.rulebook import RulebookCache
 from dispatch.sla.escalation import run_cycle
@@ -33,6 +35,7 @@ REFUSED_RECORD = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
 STAGE = "open_tickets"
 rulebook = RulebookCache(settings.pack_dir)
 SLA_BATCH = 1000
+WEBHOOK_BATCH = 50
 
 
 async def _decode(batch: list[Any]) -> list[tuple[Any, IncidentChangeV1]]:
@@ -103,3 +106,18 @@ async def relay_outbox() -> None:
     finally:
         with contextlib.suppress(Exception):
             await bus.stop()
+
+
+@app.task  # type: ignore[untyped-decorator]
+async def send_webhooks() -> None:
+    """Departments' webhooks: send what is due, back off when there is nothing to send."""
+    pool = await worker_pool.get()
+    async with webhook_client() as client:
+        while True:
+            try:
+                sent = await deliver_due(pool, client, now=datetime.now(UTC), limit=WEBHOOK_BATCH)
+            except Exception as exc:  # the database is away: deliveries wait in their table
+                log.warning("webhook delivery failed: %r", exc)
+                sent = 0
+            if sent < WEBHOOK_BATCH:
+                await asyncio.sleep(1.0)

@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from dispatch.deadletters.views import router as admin_router
+from dispatch.departments.views import admin_router as departments_admin_router
 from dispatch.departments.views import router as departments_router
 from dispatch.intake.receipts import ReceiptBook
 from dispatch.intake.service import IntakeCounters
@@ -170,6 +171,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         events_router,
         tickets_router,
         departments_router,
+        departments_admin_router,
         admin_router,
         routing_router,
         open311_router,
