@@ -5,8 +5,8 @@ database and under a topic prefix of its own, both removed at the end, and measu
 
 * tickets opened per second from new one-report incidents, in process: the dispatch service's
   ``store_incident_changes`` in batches of 500 (the worker's batch size), with the time split
-  between routing + deadline planning (``plan_ticket``, timed alone over the same incidents),
-  the database calls, and the rest of the Python;
+  between routing + deadline planning (``plan_ticket``, timed where the service calls it, and
+  alone over the same incidents), the database calls (each statement), and the rest;
 * the same through the worker (``--through-worker``, on by default): the records go on
   ``incidents`` first, then a ``hub worker`` starts; tickets/s from the first to the last stored;
 * SLA timers with ``--open-tickets`` (1,000,000) open tickets in the table, deadlines from the
@@ -353,7 +353,7 @@ class PlanTimer:
                 self.seconds += time.perf_counter() - started
                 self.calls += 1
 
-        ticket_service.plan_ticket = timed_plan  # type: ignore[assignment]
+        ticket_service.plan_ticket = timed_plan
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -958,6 +958,8 @@ def print_summary(report: dict[str, Any], out: Path) -> None:
     print("  time split   " + ", ".join(
         f"{name} {part['share']:.0%} ({part['us_per_ticket']} µs/ticket)"
         for name, part in split.items()))  # fmt: skip
+    print("  database     µs/ticket " + ", ".join(
+        f"{name} {us}" for name, us in ip["database_us_per_ticket"].items()))  # fmt: skip
     print(
         f"  planning     {plan['plans_per_s']:,} plans/s alone; µs/ticket "
         + ", ".join(f"{k} {v}" for k, v in plan["parts_us_per_ticket"].items())
