@@ -412,3 +412,22 @@ async def test_staff_read_the_departments_directory(
     assert {"handler", "supervisor"} <= {p["role"] for p in lucheng["people"]}
     assert by_code[TRIAGE]["is_triage"]
     assert (await api.get("/api/v1/departments", headers=as_(keys["hotline"]))).status_code == 403
+
+
+async def test_the_same_incident_twice_is_one_ticket_announced_once(
+    pool: Any, book: Rulebook
+) -> None:
+    """A replay of `incidents` (a worker restarted before committing its offsets) must neither
+    open a second ticket nor announce the first one again."""
+    change = incident_change(category="garbage", priority="normal")
+    first = await open_ticket(pool, book, change, now=datetime.now(UTC))
+    again = await open_ticket(pool, book, change, now=datetime.now(UTC) + timedelta(minutes=5))
+    assert first == again
+    tickets = await pool.fetch(
+        "SELECT ticket_id, accept_due_at FROM tickets WHERE incident_id = $1", change.incident_id
+    )
+    assert len(tickets) == 1
+    dispatches = await pool.fetchval(
+        "SELECT count(*) FROM ticket_history WHERE ticket_id = $1 AND action = 'dispatch'", first
+    )
+    assert dispatches == 1
