@@ -32,6 +32,10 @@ app = faust.App(
     topic_replication_factor=settings.topic_replication,
     consumer_auto_offset_reset="earliest",
     producer_acks=-1,
+    # A few milliseconds of linger let one produce request carry many records: with none, every
+    # record was its own request, and the socket writes alone took a sixth of the worker's CPU.
+    producer_linger=0.005,
+    producer_max_batch_size=256 * 1024,
     web_enabled=False,
     datadir=str(settings.state_dir / "worker"),
 )

@@ -20,7 +20,14 @@ from schemas.codec import dumps, loads
 from schemas.event import EventV1
 from schemas.incident import IncidentChangeV1
 from streams.app import app, events_enriched, incidents, settings
-from streams.correlate.engine import Incident, Rule, correlate, expire, from_state, to_state
+from streams.correlate.engine import (
+    Incident,
+    OpenSet,
+    Rule,
+    correlate,
+    from_state,
+    to_state,
+)
 from streams.deadletter import describe, send_to_dead_letter
 
 open_incidents = app.Table("open-incidents", key_type=bytes, default=None)
@@ -31,16 +38,16 @@ class OpenIncidents:
 
     def __init__(self, table: Any) -> None:
         self._table = table
-        self._by_key: dict[bytes, list[Incident]] = {}
+        self._by_key: dict[bytes, OpenSet] = {}
 
     def clear(self) -> None:
         self._by_key.clear()
 
-    def of(self, key: bytes) -> list[Incident]:
+    def of(self, key: bytes) -> OpenSet:
         if key not in self._by_key:
             prefix = key + b"|"
             saved = [value for k, value in self._table.items() if k.startswith(prefix)]
-            self._by_key[key] = from_state(saved)
+            self._by_key[key] = OpenSet(from_state(saved))
         return self._by_key[key]
 
     def save(self, key: bytes, incident: Incident) -> None:
@@ -100,15 +107,12 @@ async def correlate_events(stream: Any) -> None:
         rule = rule_for(pack, event.category)
         if key.startswith(b"category:") and rule.radius_m > 0:
             state = cache.of(key)
-            still_open = expire(state, now=event.occurred_at, rule=rule)
-            kept = {id(i) for i in still_open}
-            for closed in (i for i in state if id(i) not in kept):
+            for closed in state.expire(now=event.occurred_at, window=rule.window):
                 cache.forget(key, closed)
-            state[:] = still_open
             incident, change = correlate(state, event, rule)
             if change != "duplicate":
                 cache.save(key, incident)
         else:
-            incident, change = correlate([], event, rule)
+            incident, change = correlate(OpenSet(), event, rule)
         record = change_record(incident, change, event)
         await incidents.send(key=incident.incident_id.bytes, value=dumps(record))

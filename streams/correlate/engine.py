@@ -1,4 +1,4 @@
-"""The correlation rule, as pure functions over one category's open incidents.
+"""The correlation rule, over one category's open incidents (an indexed ``OpenSet``).
 
 A report joins the nearest open incident of its category whose members include one within the
 category's radius and whose last report is within its time window; otherwise it opens a new
@@ -14,8 +14,10 @@ category in one partition, boundaries of districts and cells included.
 
 from __future__ import annotations
 
+import heapq
 import math
 import uuid
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -102,32 +104,96 @@ def metres_between(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
     return 2 * 6_371_008.8 * math.asin(math.sqrt(a))
 
 
-def correlate(
-    open_incidents: list[Incident], event: EventV1, rule: Rule
-) -> tuple[Incident, Change]:
-    """Attach ``event`` to an incident of ``open_incidents`` (changed in place) or open one."""
-    event_key = str(event.event_id)
-    for incident in open_incidents:
-        if any(m.event_id == event_key for m in incident.members):
-            return incident, "duplicate"  # a replay: it is a member already
+class OpenSet:
+    """The incidents of one correlation key a new report could still join, indexed so that a
+    report costs the same with ten or ten thousand open ones: members by event id (replays),
+    incidents by H3 cell (what is near), and a heap by last report (what has expired)."""
+
+    def __init__(self, incidents: Iterable[Incident] = ()) -> None:
+        self._by_id: dict[uuid.UUID, Incident] = {}
+        self._by_event: dict[str, Incident] = {}
+        self._by_cell: dict[int, set[uuid.UUID]] = {}
+        # (last report, id); an incident's older entries stay until popped, and are skipped then.
+        self._by_last_seen: list[tuple[datetime, uuid.UUID]] = []
+        for incident in incidents:
+            self.add(incident)
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __iter__(self) -> Iterator[Incident]:
+        return iter(list(self._by_id.values()))
+
+    def add(self, incident: Incident) -> None:
+        self._by_id[incident.incident_id] = incident
+        for member in incident.members:
+            self._by_event[member.event_id] = incident
+        for cell in incident.cells:
+            self._by_cell.setdefault(cell, set()).add(incident.incident_id)
+        heapq.heappush(self._by_last_seen, (incident.last_seen, incident.incident_id))
+
+    def joined(self, incident: Incident, event: EventV1) -> None:
+        """Index a report that ``_add`` just put into one of these incidents."""
+        self._by_event[str(event.event_id)] = incident
+        if event.h3_cell is not None:
+            self._by_cell.setdefault(event.h3_cell, set()).add(incident.incident_id)
+        heapq.heappush(self._by_last_seen, (incident.last_seen, incident.incident_id))
+
+    def owner_of(self, event_id: str) -> Incident | None:
+        return self._by_event.get(event_id)
+
+    def near(self, cells: Iterable[int]) -> list[Incident]:
+        ids: set[uuid.UUID] = set()
+        for cell in cells:
+            ids |= self._by_cell.get(cell, set())
+        return [self._by_id[i] for i in ids]
+
+    def expire(self, *, now: datetime, window: timedelta) -> list[Incident]:
+        """Remove and return the incidents whose last report is older than ``window``."""
+        expired = []
+        heap = self._by_last_seen
+        while heap and now - heap[0][0] > window:
+            at, incident_id = heapq.heappop(heap)
+            incident = self._by_id.get(incident_id)
+            if incident is None or incident.last_seen != at:
+                continue  # a stale entry: the incident was seen since, or is gone
+            self._remove(incident)
+            expired.append(incident)
+        return expired
+
+    def _remove(self, incident: Incident) -> None:
+        del self._by_id[incident.incident_id]
+        for member in incident.members:
+            self._by_event.pop(member.event_id, None)
+        for cell in incident.cells:
+            ids = self._by_cell.get(cell)
+            if ids is not None:
+                ids.discard(incident.incident_id)
+                if not ids:
+                    del self._by_cell[cell]
+
+
+def correlate(open_set: OpenSet, event: EventV1, rule: Rule) -> tuple[Incident, Change]:
+    """Attach ``event`` to an incident of ``open_set`` (changed in place) or open one."""
+    owner = open_set.owner_of(str(event.event_id))
+    if owner is not None:
+        return owner, "duplicate"  # a replay: it is a member already
     located = event.location is not None and event.category is not None and not event.needs_triage
     if located:
         assert event.location is not None
         lon, lat = event.location.lon, event.location.lat
-        near = cells_within_metres(lon, lat, rule.radius_m)
         best: tuple[float, Incident] | None = None
-        for incident in open_incidents:
+        for incident in open_set.near(cells_within_metres(lon, lat, rule.radius_m)):
             if incident.category != event.category:
                 continue
             if event.occurred_at - incident.last_seen > rule.window:
-                continue
-            if incident.cells.isdisjoint(near):
                 continue
             distance = min(metres_between(lon, lat, m.lon, m.lat) for m in incident.members)
             if distance <= rule.radius_m and (best is None or distance < best[0]):
                 best = (distance, incident)
         if best is not None:
             _add(best[1], event)
+            open_set.joined(best[1], event)
             return best[1], "attached"
     incident = Incident(
         incident_id=incident_id_for(event.event_id),
@@ -137,7 +203,7 @@ def correlate(
     )
     _add(incident, event)
     if located:
-        open_incidents.append(incident)
+        open_set.add(incident)
     return incident, "created"
 
 
@@ -156,11 +222,6 @@ def _add(incident: Incident, event: EventV1) -> None:
     if location is not None and event.h3_cell is not None:
         incident.cells.add(event.h3_cell)
     incident.last_seen = max(incident.last_seen, event.occurred_at)
-
-
-def expire(open_incidents: list[Incident], *, now: datetime, rule: Rule) -> list[Incident]:
-    """Keep only incidents a new report could still join (state stays bounded)."""
-    return [i for i in open_incidents if now - i.last_seen <= rule.window]
 
 
 def to_state(incidents: list[Incident]) -> list[dict[str, Any]]:

@@ -4,10 +4,10 @@ from datetime import UTC, datetime, timedelta
 from geo.h3cells import cell_of
 from schemas.event import Crs, EventV1, Location, Priority, Source
 from streams.correlate.engine import (
+    OpenSet,
     Rule,
     correlate,
     correlation_key,
-    expire,
     from_state,
     incident_id_for,
     metres_between,
@@ -44,7 +44,7 @@ def offset(lonlat, east_m=0.0, north_m=0.0):
 
 
 def test_calls_an_inspection_and_an_alarm_about_one_spot_are_one_incident():
-    incidents = []
+    incidents = OpenSet()
     opening = report()
     first, change = correlate(incidents, opening, RULE)
     assert change == "created" and first.incident_id == incident_id_for(opening.event_id)
@@ -61,14 +61,14 @@ def test_calls_an_inspection_and_an_alarm_about_one_spot_are_one_incident():
 
 
 def test_two_reports_two_kilometres_apart_are_two_incidents():
-    incidents = []
+    incidents = OpenSet()
     a, _ = correlate(incidents, report(), RULE)
     b, change = correlate(incidents, report(lonlat=offset(UNDERPASS, 2000, 0)), RULE)
     assert change == "created" and a.incident_id != b.incident_id and len(incidents) == 2
 
 
 def test_the_radius_is_exact_not_the_cell_grid():
-    incidents = []
+    incidents = OpenSet()
     correlate(incidents, report(), RULE)
     assert correlate(incidents, report(lonlat=offset(UNDERPASS, 290, 0)), RULE)[1] == "attached"
     assert correlate(incidents, report(lonlat=offset(UNDERPASS, 0, 900)), RULE)[1] == "created"
@@ -76,7 +76,7 @@ def test_the_radius_is_exact_not_the_cell_grid():
 
 
 def test_other_categories_and_late_reports_do_not_merge():
-    incidents = []
+    incidents = OpenSet()
     correlate(incidents, report(), RULE)
     assert correlate(incidents, report(category="garbage"), RULE)[1] == "created"
     late = report(at=T0 + timedelta(hours=3))
@@ -84,7 +84,7 @@ def test_other_categories_and_late_reports_do_not_merge():
 
 
 def test_a_replayed_report_is_not_counted_twice():
-    incidents = []
+    incidents = OpenSet()
     event = report()
     correlate(incidents, event, RULE)
     incident, change = correlate(incidents, event, RULE)
@@ -92,33 +92,63 @@ def test_a_replayed_report_is_not_counted_twice():
 
 
 def test_uncategorised_or_triage_reports_stay_alone():
-    incidents = []
+    incidents = OpenSet()
     unknown = report(category=None, needs_triage=True)
     assert correlation_key(unknown).startswith(b"alone:")
     assert correlation_key(report()) == b"category:waterlogging"
     _, change = correlate(incidents, unknown, RULE)
-    assert change == "created" and incidents == []
+    assert change == "created" and len(incidents) == 0
 
 
 def test_priority_rises_with_reports_and_alarms():
-    incidents = []
+    incidents = OpenSet()
     incident, _ = correlate(incidents, report(), RULE)
     assert incident.priority is Priority.NORMAL
     for i in range(4):
         correlate(incidents, report(at=T0 + timedelta(minutes=i + 1)), RULE)
     assert incident.reports == 5 and incident.priority is Priority.HIGH
-    other = []
+    other = OpenSet()
     alarm_incident, _ = correlate(other, report(Source.IOT), RULE)
     assert alarm_incident.priority is Priority.HIGH
 
 
 def test_state_round_trips_and_expires():
-    incidents = []
+    incidents = OpenSet()
     correlate(incidents, report(), RULE)
     correlate(
         incidents, report(lonlat=offset(UNDERPASS, 2000, 0), at=T0 + timedelta(hours=1)), RULE
     )
-    restored = from_state(to_state(incidents))
-    assert to_state(restored) == to_state(incidents)
-    kept = expire(restored, now=T0 + timedelta(hours=2, minutes=30), rule=RULE)
-    assert [i.reports for i in kept] == [1] and kept[0].last_seen == T0 + timedelta(hours=1)
+    restored = OpenSet(from_state(to_state(list(incidents))))
+    assert to_state(list(restored)) == to_state(list(incidents))
+    expired = restored.expire(now=T0 + timedelta(hours=2, minutes=30), window=RULE.window)
+    assert [i.last_seen for i in expired] == [T0]
+    [kept] = list(restored)
+    assert kept.reports == 1 and kept.last_seen == T0 + timedelta(hours=1)
+
+
+def test_an_incident_seen_again_does_not_expire_with_its_first_report():
+    """The expiry heap keeps an old entry per report; only the latest one counts."""
+    incidents = OpenSet()
+    first, _ = correlate(incidents, report(), RULE)
+    correlate(incidents, report(at=T0 + timedelta(hours=1, minutes=50)), RULE)
+    assert incidents.expire(now=T0 + timedelta(hours=2, minutes=30), window=RULE.window) == []
+    assert list(incidents) == [first]
+    later = T0 + timedelta(hours=3, minutes=51)
+    assert incidents.expire(now=later, window=RULE.window) == [first]
+    # Gone from every index: the same spot now opens a new incident; a replay is new too.
+    again, change = correlate(incidents, report(at=later), RULE)
+    assert change == "created" and again.incident_id != first.incident_id
+    assert len(incidents) == 1
+
+
+def test_many_open_incidents_cost_no_more_per_report():
+    """10,000 open incidents across the city: a report near one joins it, by index, not scan."""
+    incidents = OpenSet()
+    for i in range(10_000):
+        spot = offset(UNDERPASS, 1000 * (i % 100), 1000 * (i // 100))
+        correlate(incidents, report(lonlat=spot, at=T0 + timedelta(seconds=i)), RULE)
+    assert len(incidents) == 10_000
+    target = offset(UNDERPASS, 1000 * 42, 1000 * 17)
+    joined, change = correlate(incidents, report(lonlat=offset(target, 30, 0)), RULE)
+    assert change == "attached" and joined.reports == 2
+    assert metres_between(*joined.centre, *target) < 30
