@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import math
 import os
@@ -62,7 +63,8 @@ from schemas.topics import INCIDENTS
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 BATCH_SIZE = 500  # the worker's default batch (Settings.worker_batch_size)
-# Shares of open tickets by priority (and of new incidents): most reports are routine.
+# Shares of new incidents by priority, in percent: most reports are routine. Open tickets
+# follow them weighted by how long each stays open (see ticket_templates).
 PRIORITY_SHARES = {"urgent": 3, "high": 17, "normal": 65, "low": 15}
 # Open tickets are aged up to their resolve limit × (1 + this): about 5% are overdue.
 OVERDUE = 0.05
@@ -307,7 +309,9 @@ def measure_planning(book: Rulebook, changes: Sequence[IncidentChangeV1]) -> dic
     parts = {}
     started = time.perf_counter()
     for c in changes:
-        book.route(category=c.category, district_code=c.district_code, priority=c.priority, at=now)
+        book.route(
+            category=c.category, district_code=c.district_code, priority=c.priority.value, at=now
+        )
     parts["route_s"] = time.perf_counter() - started
     started = time.perf_counter()
     policies = [book.policy(c.category, c.priority.value) for c in changes]
@@ -316,6 +320,8 @@ def measure_planning(book: Rulebook, changes: Sequence[IncidentChangeV1]) -> dic
     for policy in policies:
         book.deadlines(policy, now)
     parts["deadlines_s"] = time.perf_counter() - started
+    # The dict of deadlines (dataclasses.asdict, a deep copy) and next_timer_at.
+    parts["rest_s"] = max(plan_s - sum(parts.values()), 0.0)
     return {
         "tickets": len(changes),
         "plan_s": round(plan_s, 3),
@@ -517,11 +523,14 @@ async def measure_worker(
 
 def ticket_templates(
     book: Rulebook, pack: Pack, districts: list[tuple[str, float, float]], now: datetime
-) -> list[tuple[Any, ...]]:
-    """One row per category × district × priority, repeated by PRIORITY_SHARES (so a uniform
-    pick follows the shares): the routed department and the policy's deadlines as offsets from
-    the start, as the real rulebook gives them at ``now``."""
+) -> tuple[list[tuple[Any, ...]], list[float]]:
+    """One row per category × district × priority: the routed department and the policy's
+    deadlines as offsets from the start, as the real rulebook gives them at ``now``; and each
+    row's share of the open tickets. By Little's law that is its share of new incidents
+    (PRIORITY_SHARES; categories and districts alike) times how long it stays open (its resolve
+    limit): a 1-hour ticket is rarely still open, a 15-day one often."""
     rows: list[tuple[Any, ...]] = []
+    weights: list[float] = []
     for category in pack.categories:
         for priority, share in PRIORITY_SHARES.items():
             policy = book.policy(category.code, priority)
@@ -535,11 +544,11 @@ def ticket_templates(
                 decision = book.route(
                     category=category.code, district_code=district, priority=priority, at=now
                 )
-                row = (category.code, district, lon, lat, priority, decision.department_code,
-                       decision.reason, decision.rule_position, policy_label(policy),
-                       policy.calendar, *offsets)  # fmt: skip
-                rows += [row] * share
-    return [(index, *row) for index, row in enumerate(rows, start=1)]
+                rows.append((len(rows) + 1, category.code, district, lon, lat, priority,
+                             decision.department_code, decision.reason, decision.rule_position,
+                             policy_label(policy), policy.calendar, *offsets))  # fmt: skip
+                weights.append(share * offsets[3])
+    return rows, weights
 
 
 TEMPLATES_TABLE = """
@@ -560,12 +569,11 @@ FILL_BASE = """
 INSERT INTO sla_base
 SELECT d.g, d.template, d.created_at,
        d.created_at + make_interval(secs => (0.1 + random()) * t.ad_s)
-FROM (SELECT s.g, s.template,
+FROM (SELECT u.g, u.template,
              $2::timestamptz - make_interval(secs => random() * t.rd_s * (1 + $3::float8))
                  AS created_at
-      FROM (SELECT g, 1 + floor(random() * $4)::int AS template
-            FROM generate_series(1, $1) g) s
-      JOIN sla_templates t ON t.id = s.template) d
+      FROM unnest($1::int[]) WITH ORDINALITY AS u(template, g)
+      JOIN sla_templates t ON t.id = u.template) d
 JOIN sla_templates t ON t.id = d.template
 """
 # Deterministic ids per row number: the database is this run's own.
@@ -658,9 +666,12 @@ async def fill_open_tickets(
     now: datetime,
     seed: int,
 ) -> dict[str, Any]:
-    """``count`` open tickets with their events, incidents and memberships, in one transaction
-    of INSERT … SELECT FROM generate_series; then VACUUM ANALYZE, as autovacuum would leave it."""
-    templates = ticket_templates(book, pack, districts, now)
+    """``count`` open tickets with their events, incidents and memberships: one transaction,
+    one INSERT … SELECT per table from ``count`` drawn rows; then VACUUM ANALYZE, as autovacuum
+    would leave the table."""
+    templates, weights = ticket_templates(book, pack, districts, now)
+    rng = random.Random(seed)  # noqa: S311 - test data, not secrets
+    picks = rng.choices(range(1, len(templates) + 1), weights, k=count)
     seconds: dict[str, float] = {}
     started = time.perf_counter()
     async with conn.transaction():
@@ -671,7 +682,7 @@ async def fill_open_tickets(
         await conn.execute("ANALYZE sla_templates")
         await conn.execute(BASE_TABLE)
         await conn.fetchval("SELECT setseed($1)", (seed % 1000) / 1000)
-        await conn.execute(FILL_BASE, count, now, OVERDUE, float(len(templates)))
+        await conn.execute(FILL_BASE, picks, now, OVERDUE)
         await conn.execute("ANALYZE sla_base")
         seconds["base"] = time.perf_counter() - started
         for table, query, args in (
@@ -683,6 +694,7 @@ async def fill_open_tickets(
             step = time.perf_counter()
             await conn.execute(query, *args)
             seconds[table] = time.perf_counter() - step
+            print(f"  {table}: {seconds[table]:.1f} s", file=sys.stderr)
         await conn.execute("DROP TABLE sla_base, sla_templates")
     step = time.perf_counter()
     for table in FILL_TABLES:
@@ -759,13 +771,18 @@ def cycle_parts(timed: TimedConnection, cycle_s: float) -> dict[str, float]:
 
 
 async def measure_sla(
-    conn: Any, book: Rulebook, pack: Pack, districts: list[tuple[str, float, float]],
+    conn: Any, dsn: str, book: Rulebook, pack: Pack, districts: list[tuple[str, float, float]],
     args: argparse.Namespace,
 ) -> dict[str, Any]:  # fmt: skip
     real_now = datetime.now(UTC)
-    fill = await fill_open_tickets(
-        conn, book, pack, districts, args.open_tickets, real_now, args.seed
-    )
+    # Its own connection: the pool's 30 s command timeout is for serving, not for bulk loads.
+    filler = await asyncpg.connect(dsn)
+    try:
+        fill = await fill_open_tickets(
+            filler, book, pack, districts, args.open_tickets, real_now, args.seed
+        )
+    finally:
+        await filler.close()
     due, limit = args.due_per_cycle, max(1000, args.due_per_cycle)
     history_before = await table_count(conn, "ticket_history")
     outbox_before = await table_count(conn, "outbox")
@@ -798,6 +815,11 @@ async def measure_sla(
                        "cycle_s": cycle_s, "detect_s": detect_s, "due_soon_s": board_s,
                        **cpu, "inside_ms": inside, "board": board})  # fmt: skip
         now = await kth_next_timer(conn, now, due)
+    # The cycles' updates leave pages that are no longer all-visible: the board's index-only
+    # scan must visit the heap for them until VACUUM runs again.
+    plans["due_soon_after_cycles"] = await explain(
+        conn, SLA_QUERIES["sla_board_counts"], now, 3600.0
+    )
     history = await table_count(conn, "ticket_history") - history_before
     outbox = await table_count(conn, "outbox") - outbox_before
     simulated = datetime.fromisoformat(cycles[-1]["now"]) - real_now
@@ -928,9 +950,14 @@ async def run(args: argparse.Namespace, run_id: str, log: Path) -> dict[str, Any
                         env = {**os.environ, "HUB_STATE_DIR": state_dir}
                         result["worker"] = await measure_worker(settings, conn, changes, env, log)
                     await truncate_tickets(conn)
+                # The incidents' objects would make the cycles' full garbage collections slow.
+                del changes
+                gc.collect()
                 if args.open_tickets:
                     print(f"filling {args.open_tickets} open tickets …", file=sys.stderr)
-                    result["sla"] = await measure_sla(conn, book, pack, districts, args)
+                    result["sla"] = await measure_sla(
+                        conn, settings.dsn, book, pack, districts, args
+                    )
         finally:
             await pool.close()
     finally:
@@ -980,8 +1007,11 @@ def print_summary(report: dict[str, Any], out: Path) -> None:
                            ("due_soon", "due_soon_ms")):  # fmt: skip
             ms = s[key]
             print(f"  {label:<12} p50 {ms['p50']} ms, p95 {ms['p95']} ms, max {ms['max']} ms "
-                  f"({goal(ms['max'] < 100)} < 100 ms)")  # fmt: skip
+                  f"({goal(ms['max'] < 100)}: every cycle < 100 ms)")  # fmt: skip
         print(f"  index        detection uses tickets_next_timer: {s['detection_uses_index']}")
+    if report["cleanup"].get("kept"):
+        print(f"  kept         database {report['cleanup']['database']}, "
+              f"topics {report['cleanup']['prefix']}*")  # fmt: skip
     print(f"  runtime      {report['runtime_s']} s; written to {out}")
 
 
