@@ -1,6 +1,6 @@
 """One SLA timer cycle: warn, mark breaches and escalate the tickets whose next mark is due.
 
-Reads only due tickets through the ``next_timer_at`` index, locks them with SKIP LOCKED (several
+Reads only due tickets through the index of ``sla_timers``, locks them with SKIP LOCKED (several
 workers may run cycles; a ticket being acted on is simply taken next cycle) and writes the batch
 back with two statements. Timer changes do not bump the ticket's version: a department acting on
 the version it read is not refused because a clock ticked.

@@ -141,7 +141,8 @@ def _warning(calendar: SlaCalendar, start: datetime, due: datetime, fraction: fl
 def deadlines(
     policy: SlaPolicy, start: datetime, calendars: Mapping[str, SlaCalendar]
 ) -> Deadlines:
-    """All of a ticket's SLA times, from its start (the report's time) and its policy."""
+    """All of a ticket's SLA times, from its start and its policy. Clocks start when the ticket
+    is dispatched (派单), as 12345 practice counts them, not when the citizen called."""
     try:
         calendar = calendars[policy.calendar]
     except KeyError:

@@ -1,13 +1,14 @@
 -- name: lock_due_tickets
--- Only due tickets, found through the partial index on next_timer_at.
+-- Only due tickets, found through the index of sla_timers (mirrored from tickets.next_timer_at).
 SELECT t.ticket_id, t.status, t.department_code, t.sla_marks, t.sla_state,
        t.escalation_level, t.accept_warn_at, t.accept_due_at, t.resolve_warn_at,
        t.resolve_due_at, t.city_escalation_at
-FROM tickets t
-WHERE t.next_timer_at IS NOT NULL AND t.next_timer_at <= $1
-ORDER BY t.next_timer_at
+FROM sla_timers s
+JOIN tickets t ON t.ticket_id = s.ticket_id
+WHERE s.due_at <= $1
+ORDER BY s.due_at
 LIMIT $2
-FOR UPDATE SKIP LOCKED
+FOR UPDATE OF t SKIP LOCKED
 
 -- name: write_sla_columns
 UPDATE tickets t SET

@@ -58,22 +58,35 @@ def in_rounds(events: Sequence[EventV1]) -> list[list[EventV1]]:
     return rounds
 
 
-def plan_ticket(book: Rulebook, change: IncidentChangeV1, now: datetime) -> dict[str, Any]:
-    """Where a new incident's ticket goes, why, and when its clocks fall due."""
+def plan_ticket(
+    book: Rulebook,
+    change: IncidentChangeV1,
+    now: datetime,
+    *,
+    clocks: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Where a new incident's ticket goes, why, and when its clocks fall due. ``clocks`` shares
+    the due times of one policy among the tickets of a batch: they all start at ``now``."""
     priority = change.priority.value
     decision = book.route(
         category=change.category, district_code=change.district_code, priority=priority, at=now
     )
     policy = book.policy(change.category, priority)
-    due = asdict(book.deadlines(policy, now))
+    label = policy_label(policy)
+    due = clocks.get(label) if clocks is not None else None
+    if due is None:
+        deadlines = book.deadlines(policy, now)
+        due = {column: getattr(deadlines, column) for column in timers.DEADLINE_COLUMNS}
+        due["next_timer_at"] = timers.next_timer_at(Status.DISPATCHED, due, ())
+        if clocks is not None:
+            clocks[label] = due
     return {
         "department_code": decision.department_code,
         "routing_reason": decision.reason,
         "routing_rule": decision.rule_position,
-        "sla_policy": policy_label(policy),
+        "sla_policy": label,
         "sla_calendar": policy.calendar,
         **due,
-        "next_timer_at": timers.next_timer_at(Status.DISPATCHED, due, ()),
     }
 
 
@@ -111,7 +124,8 @@ async def store_incident_changes(
         }
         # A ticket for every incident that has none yet, carried by its first report here.
         first = list({c.incident_id: c for c in reversed(kept)}.values())
-        plans = [plan_ticket(book, c, now) for c in first]
+        clocks: dict[str, dict[str, Any]] = {}
+        plans = [plan_ticket(book, c, now, clocks=clocks) for c in first]
         opened = await conn.fetch(
             Q["open_incident_tickets"],
             [ticket_id_for(c.incident_id) for c in first],
