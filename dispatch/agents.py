@@ -1,15 +1,14 @@
 """Dispatch in the worker: incidents become routed tickets; SLA timers fire; the outbox relay
 publishes every ticket change on `tickets.changes`.
 
-open_tickets: database trouble is retried, never skipped: the batch's offsets are committed
-only after it is written. A record the database refuses for its content is dead-lettered alone;
-the rest of its batch is stored.
+open_tickets, a batch loop (streams/batchloop.py): database trouble is retried, never skipped:
+the batch's offsets are committed only after it is written. A record the database refuses for
+its content is dead-lettered alone; the rest of its batch is stored.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import UTC, datetime
 from functools import partial
@@ -22,10 +21,11 @@ from dispatch.outbox import relay_forever
 from dispatch.rulebook import RulebookCache
 from dispatch.sla.escalation import run_cycle
 from dispatch.tickets import service
-from hub.bus import EventBus
+from schemas import topics
 from schemas.codec import loads
 from schemas.incident import IncidentChangeV1
-from streams.app import app, incidents, settings, worker_pool
+from streams.app import app, settings, worker_bus, worker_pool
+from streams.batchloop import run_batch_loop
 from streams.deadletter import describe, send_to_dead_letter
 from streams.retry import retry_until_done
 
@@ -40,13 +40,13 @@ SLA_BATCH = 500
 WEBHOOK_BATCH = 50
 
 
-async def _decode(batch: list[Any]) -> list[tuple[Any, IncidentChangeV1]]:
+async def _decode(records: list[Any]) -> list[tuple[Any, IncidentChangeV1]]:
     decoded = []
-    for message in batch:
+    for record in records:
         try:
-            decoded.append((message, loads(IncidentChangeV1, message.value)))
+            decoded.append((record, loads(IncidentChangeV1, record.value)))
         except ValueError as exc:
-            await send_to_dead_letter(message.message, stage=STAGE, reason=describe(exc))
+            await send_to_dead_letter(record, stage=STAGE, reason=describe(exc))
     return decoded
 
 
@@ -64,24 +64,33 @@ async def _store_or_isolate(pool: Any, decoded: list[tuple[Any, IncidentChangeV1
         return
     except REFUSED_RECORD as exc:
         log.warning("batch of %d refused (%r): storing one by one", len(decoded), exc)
-    for message, change in decoded:  # stores are idempotent: repeating the good is safe
+    for record, change in decoded:  # stores are idempotent: repeating the good is safe
         try:
             await _store(pool, [change])
         except REFUSED_RECORD as exc:
             reason = f"the database refused the event: {type(exc).__name__}: {exc}"
-            await send_to_dead_letter(message.message, stage=STAGE, reason=reason)
+            await send_to_dead_letter(record, stage=STAGE, reason=reason)
 
 
-@app.agent(incidents)
-async def open_tickets(stream: Any) -> None:
+async def store_batch(pool: Any, records: list[Any]) -> None:
+    decoded = await _decode(records)
+    if decoded:
+        what = f"{len(decoded)} incident changes"
+        await retry_until_done(partial(_store_or_isolate, pool, decoded), what=what)
+    # Dead letters (undecodable or refused records) are out before the batch is committed.
+    await app.producer.flush()
+
+
+@app.task  # type: ignore[untyped-decorator]
+async def open_tickets() -> None:
     pool = await worker_pool.get()
-    async for batch in stream.take_events(
-        settings.worker_batch_size, within=settings.worker_batch_window_s
-    ):
-        decoded = await _decode(batch)
-        if decoded:
-            what = f"{len(decoded)} incident changes"
-            await retry_until_done(partial(_store_or_isolate, pool, decoded), what=what)
+    await run_batch_loop(
+        settings,
+        stage="tickets",
+        topic=topics.INCIDENTS,
+        handle=partial(store_batch, pool),
+        max_records=settings.worker_batch_size,
+    )
 
 
 @app.timer(interval=settings.sla_tick_s)  # type: ignore[untyped-decorator]
@@ -101,13 +110,7 @@ async def sla_timers() -> None:
 @app.task  # type: ignore[untyped-decorator]
 async def relay_outbox() -> None:
     pool = await worker_pool.get()
-    bus = EventBus(settings.bootstrap, send_timeout_s=settings.kafka_send_timeout_s)
-    await bus.start()
-    try:
-        await relay_forever(pool, bus, topic_name=settings.topic)
-    finally:
-        with contextlib.suppress(Exception):
-            await bus.stop()
+    await relay_forever(pool, await worker_bus.get(), topic_name=settings.topic)
 
 
 @app.task  # type: ignore[untyped-decorator]

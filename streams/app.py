@@ -11,6 +11,7 @@ from typing import Any
 
 import faust
 
+from hub.bus import EventBus
 from hub.db import create_pool
 from hub.settings import get_settings
 from schemas import topics
@@ -69,3 +70,23 @@ class WorkerPool:
 
 
 worker_pool = WorkerPool()
+
+
+class WorkerBus:
+    """The worker process's own producer (acks=all, batched sends) for what the batch loops and
+    the outbox relay publish; started by the first caller."""
+
+    def __init__(self) -> None:
+        self._bus: EventBus | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> EventBus:
+        async with self._lock:
+            if self._bus is None:
+                bus = EventBus(settings.bootstrap, send_timeout_s=settings.kafka_send_timeout_s)
+                await bus.start()
+                self._bus = bus
+            return self._bus
+
+
+worker_bus = WorkerBus()

@@ -31,6 +31,7 @@ from schemas import topics
 from schemas.codec import dumps, loads
 from schemas.event import EventV1, Source, event_id_for
 from schemas.intake import CHINA_TZ, CIVIC_SOURCES, IntakeEnvelope
+from streams.batchloop import group_for
 from tests.integration.helpers import earliest_consumer, end_offsets, eventually, read_until
 
 pytestmark = pytest.mark.integration
@@ -221,17 +222,20 @@ async def read_all(
 async def worker_has_processed(
     worker: subprocess.Popen[bytes], settings: Settings, topic: str, partition: int, offset: int
 ) -> None:
-    """Wait until the worker's consumer group has committed past ``offset``: Faust acks a
-    record (and so commits it) only after the agent has finished with it."""
+    """Wait until the stage reading ``topic`` has committed past ``offset``: the batch loops
+    and Faust both commit a record only after its stage has finished with it."""
+    group = {
+        topics.INTAKE_RAW: group_for(settings, "normalize"),
+        topics.EVENTS_ENRICHED: f"{settings.topic_prefix}hub-worker",  # correlation (Faust)
+        topics.INCIDENTS: group_for(settings, "tickets"),
+    }[topic]
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap)
     await admin.start()
     tp = TopicPartition(settings.topic(topic), partition)
     try:
 
         async def committed_past() -> bool:
-            offsets = await admin.list_consumer_group_offsets(
-                f"{settings.topic_prefix}hub-worker", partitions=[tp]
-            )
+            offsets = await admin.list_consumer_group_offsets(group, partitions=[tp])
             meta = offsets.get(tp)
             return meta is not None and meta.offset > offset
 
