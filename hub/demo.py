@@ -18,7 +18,6 @@ from hub import infra
 from hub.settings import Settings
 
 SAMPLE_ORDER = {
-    "order_no": "WZ12345-DEMO-0001",
     "content": "鹿城区五马街附近窨井盖缺失，行人容易踩空，请尽快处理。来电人电话13857712345。",
     "request_type": "求助",
     "address": "温州市鹿城区五马街与解放街交叉口",
@@ -68,7 +67,10 @@ async def _show_sample_ticket(base: str, keys: dict[str, str]) -> dict[str, Any]
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the API at {base} did not become ready; see .hub/logs/")
             await asyncio.sleep(0.5)
-        order = {**SAMPLE_ORDER, "call_time": datetime.now(UTC).isoformat()}
+        now = datetime.now(UTC)
+        # A new order each run: a second run's report joins the first one's incident.
+        order = {**SAMPLE_ORDER, "order_no": f"WZ12345-DEMO-{now:%Y%m%d%H%M%S}",
+                 "call_time": now.isoformat()}  # fmt: skip
         accepted = await client.post(
             "/api/v1/intake/hotline-12345", json=order, headers={"X-API-Key": keys["source"]}
         )
