@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -108,8 +109,11 @@ class EventBus:
                 deliveries = [await producer.send(topic, value=v, key=k) for k, v in records]
             await asyncio.gather(*deliveries)
 
+        await self._acknowledged(enqueue_then_wait())
+
+    async def _acknowledged(self, work: Awaitable[None]) -> None:
         try:
-            await asyncio.wait_for(enqueue_then_wait(), timeout=self._send_timeout_s)
+            await asyncio.wait_for(work, timeout=self._send_timeout_s)
         except TimeoutError as exc:
             raise BusUnavailable(
                 f"Kafka did not acknowledge within {self._send_timeout_s:.0f}s"
@@ -123,10 +127,33 @@ class EventBus:
         """Many records at once: group them by partition into ready-made batches, skipping the
         per-record bookkeeping of ``send`` (the cost that dominated bulk intake)."""
         partitions = sorted(await producer.partitions_for(topic))
-        by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
+        by_partition: dict[int, list[tuple[bytes, bytes | None]]] = {}
         for key, value in records:
             partition = self._partitioner(key, partitions, partitions)
             by_partition.setdefault(partition, []).append((key, value))
+        return await self._send_batches(producer, topic, by_partition)
+
+    async def send_to_partition(
+        self, topic: str, partition: int, records: list[tuple[bytes, bytes | None]]
+    ) -> None:
+        """Send records (None: a tombstone) to one partition, in order; return once all are
+        acknowledged. For state kept beside the partition of the input it came from."""
+        if self._producer is None:
+            raise BusUnavailable(self._last_error)
+        producer = self._producer
+
+        async def enqueue_then_wait() -> None:
+            deliveries = await self._send_batches(producer, topic, {partition: records})
+            await asyncio.gather(*deliveries)
+
+        await self._acknowledged(enqueue_then_wait())
+
+    @staticmethod
+    async def _send_batches(
+        producer: AIOKafkaProducer,
+        topic: str,
+        by_partition: dict[int, list[tuple[bytes, bytes | None]]],
+    ) -> list[asyncio.Future[Any]]:
         deliveries = []
         for partition, items in by_partition.items():
             batch = producer.create_batch()
@@ -149,9 +176,19 @@ class EventBus:
 
 
 async def ensure_topics(
-    bootstrap: str, names: list[str], *, partitions: int, replication: int
+    bootstrap: str,
+    names: list[str],
+    *,
+    partitions: int,
+    replication: int,
+    compacted: frozenset[str] = frozenset(),
 ) -> list[str]:
-    """Create the topics that are missing; return the ones created."""
+    """Create the topics that are missing (``compacted`` ones keep the last value per key);
+    return the ones created."""
+
+    def _configs(name: str) -> dict[str, str]:
+        return {"cleanup.policy": "compact"} if name in compacted else {}
+
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -160,7 +197,10 @@ async def ensure_topics(
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(
-                    [NewTopic(name, partitions, replication) for name in missing]
+                    [
+                        NewTopic(name, partitions, replication, topic_configs=_configs(name))
+                        for name in missing
+                    ]
                 )
         return missing
     finally:

@@ -41,6 +41,7 @@ async def migrate_all(settings: Settings) -> list[str]:
         [settings.topic(name) for name in topics.ALL],
         partitions=settings.topic_partitions,
         replication=settings.topic_replication,
+        compacted=frozenset(settings.topic(name) for name in topics.COMPACTED),
     )
     return [
         f"migrations applied: {', '.join(applied) or 'none (up to date)'}",

@@ -11,6 +11,8 @@ EVENTS_ENRICHED = "events.enriched"
 INCIDENTS = "incidents"
 TICKETS_CHANGES = "tickets.changes"
 DEAD_LETTER = "deadletter"
+# Internal: correlation's open incidents, per partition of events.enriched (compacted).
+CORRELATION_STATE = "correlation.state"
 
 ALL = (
     INTAKE_RAW,
@@ -20,4 +22,6 @@ ALL = (
     INCIDENTS,
     TICKETS_CHANGES,
     DEAD_LETTER,
+    CORRELATION_STATE,
 )
+COMPACTED = frozenset({CORRELATION_STATE})

@@ -1,7 +1,10 @@
-"""The Faust application (`hub worker`) and the topics its agents share.
+"""The Faust application (`hub worker`): it runs the worker's tasks and agents, and the shared
+database pool and producer.
 
-Agents live beside their domain (``streams/normalize/agents.py``, ``dispatch/agents.py``) and
-are found by autodiscovery when the worker starts.
+The hot stages (normalise, correlate, store tickets) are batch loops started as tasks
+(streams/batchloop.py); dead letters are a Faust agent; SLA timers, the outbox relay and
+webhooks are tasks. All live beside their domain (``streams/normalize/agents.py``,
+``dispatch/agents.py``) and are found by autodiscovery when the worker starts.
 """
 
 from __future__ import annotations
@@ -33,10 +36,6 @@ app = faust.App(
     topic_replication_factor=settings.topic_replication,
     consumer_auto_offset_reset="earliest",
     producer_acks=-1,
-    # A few milliseconds of linger let one produce request carry many records: with none, every
-    # record was its own request, and the socket writes alone took a sixth of the worker's CPU.
-    producer_linger=0.005,
-    producer_max_batch_size=256 * 1024,
     web_enabled=False,
     datadir=str(settings.state_dir / "worker"),
 )
@@ -49,9 +48,6 @@ def _raw_topic(name: str) -> faust.TopicT:
                      key_serializer="raw", value_serializer="raw")  # fmt: skip
 
 
-intake_raw = _raw_topic(topics.INTAKE_RAW)
-events_enriched = _raw_topic(topics.EVENTS_ENRICHED)
-incidents = _raw_topic(topics.INCIDENTS)
 dead_letter = _raw_topic(topics.DEAD_LETTER)
 
 

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from hub.settings import Settings
@@ -39,11 +39,12 @@ async def run_batch_loop(
     handle: Handler,
     max_records: int,
     wait_ms: int = 100,
+    listener: ConsumerRebalanceListener | None = None,
 ) -> None:
     """Consume ``topic`` in the stage's group forever: batches in partition order to
-    ``handle``, then commit. Returns only when cancelled (the worker stopping)."""
+    ``handle``, then commit. ``listener`` hears of partitions assigned and revoked (a stateful
+    stage restores and drops its state there). Returns only when cancelled."""
     consumer = AIOKafkaConsumer(
-        settings.topic(topic),
         bootstrap_servers=settings.bootstrap,
         group_id=group_for(settings, stage),
         enable_auto_commit=False,
@@ -53,6 +54,10 @@ async def run_batch_loop(
         # group meanwhile rather than be rebalanced away and redeliver its batch elsewhere.
         max_poll_interval_ms=600_000,
     )
+    if listener is None:
+        consumer.subscribe([settings.topic(topic)])
+    else:
+        consumer.subscribe([settings.topic(topic)], listener=listener)
     await consumer.start()
     try:
         while True:

@@ -1,71 +1,30 @@
-"""correlate_events: events.enriched → incidents (one record per report, the incident as it
-stands after it).
+"""correlate: events.enriched → incidents (one record per report, the incident as it stands
+after it), as a batch loop (streams/batchloop.py) with its state in streams/correlate/state.py.
 
-State: the incidents a new report could still join, one table entry per incident (key: the
-correlation key, ``|``, the incident id), in a Faust table backed by its changelog topic, so a
-restarted worker resumes where it was; entries are written from the event being processed, so
-each lands in that event's partition. A report rewrites only the incident it changed (writing a
-whole category's list per report made the cost grow with the number of open incidents), and an
-in-memory view per correlation key spares decoding on every report; it is rebuilt from the table
-after a rebalance.
+Per batch: every report is correlated against its partition's open incidents (in memory,
+indexed); then the incidents it changed are written to the changelog, then the change records
+to ``incidents``, and only then is the batch committed. State first: a crash after it replays
+the batch as duplicates of what the state already holds (harmless downstream), never as new
+incidents.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from hub.pack import Pack, load_pack
+from schemas import topics
 from schemas.codec import dumps, loads
 from schemas.event import EventV1
 from schemas.incident import IncidentChangeV1
-from streams.app import app, events_enriched, incidents, settings
-from streams.correlate.engine import (
-    Incident,
-    OpenSet,
-    Rule,
-    correlate,
-    from_state,
-    to_state,
-)
+from streams.app import app, settings, worker_bus
+from streams.batchloop import run_batch_loop
+from streams.correlate.engine import Incident, OpenSet, Rule, correlate
+from streams.correlate.state import CorrelationState, entry_key, entry_value
 from streams.deadletter import describe, send_to_dead_letter
-
-open_incidents = app.Table("open-incidents", key_type=bytes, default=None)
-
-
-class OpenIncidents:
-    """The open incidents of each correlation key: a cache over the durable table."""
-
-    def __init__(self, table: Any) -> None:
-        self._table = table
-        self._by_key: dict[bytes, OpenSet] = {}
-
-    def clear(self) -> None:
-        self._by_key.clear()
-
-    def of(self, key: bytes) -> OpenSet:
-        if key not in self._by_key:
-            prefix = key + b"|"
-            saved = [value for k, value in self._table.items() if k.startswith(prefix)]
-            self._by_key[key] = OpenSet(from_state(saved))
-        return self._by_key[key]
-
-    def save(self, key: bytes, incident: Incident) -> None:
-        self._table[key + b"|" + incident.incident_id.bytes] = to_state([incident])[0]
-
-    def forget(self, key: bytes, incident: Incident) -> None:
-        entry = key + b"|" + incident.incident_id.bytes
-        if entry in self._table:
-            del self._table[entry]
-
-
-cache = OpenIncidents(open_incidents)
-
-
-@app.on_partitions_revoked.connect  # type: ignore[arg-type]
-async def _forget_cache(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
-    # Partitions may move to another worker: what this one cached may go stale.
-    cache.clear()
+from streams.retry import retry_until_done
 
 
 def change_record(incident: Incident, change: str, event: EventV1) -> IncidentChangeV1:
@@ -94,25 +53,64 @@ def rule_for(pack: Pack, category: str | None) -> Rule:
     return Rule(radius_m=known.radius_m, window=timedelta(minutes=known.window_min))
 
 
-@app.agent(events_enriched)
-async def correlate_events(stream: Any) -> None:
-    pack = load_pack(settings.pack_dir)
-    async for message in stream.events():
+STAGE = "correlate"
+
+
+async def correlate_batch(pack: Pack, state: CorrelationState, records: list[Any]) -> None:
+    async with state.lock:
+        await _correlate_and_write(pack, state, records)
+
+
+async def _correlate_and_write(pack: Pack, state: CorrelationState, records: list[Any]) -> None:
+    changed: dict[int, dict[bytes, bytes | None]] = {}
+    outputs: list[tuple[bytes, bytes]] = []
+    refused = 0
+    for record in records:
         try:
-            event = loads(EventV1, message.value)
+            event = loads(EventV1, record.value)
         except ValueError as exc:
-            await send_to_dead_letter(message.message, stage="correlate", reason=describe(exc))
+            await send_to_dead_letter(record, stage=STAGE, reason=describe(exc))
+            refused += 1
             continue
-        key: bytes = message.key or b""
+        key: bytes = record.key or b""
         rule = rule_for(pack, event.category)
         if key.startswith(b"category:") and rule.radius_m > 0:
-            state = cache.of(key)
-            for closed in state.expire(now=event.occurred_at, window=rule.window):
-                cache.forget(key, closed)
-            incident, change = correlate(state, event, rule)
+            open_set = state.of(record.partition, key)
+            entries = changed.setdefault(record.partition, {})
+            for closed in open_set.expire(now=event.occurred_at, window=rule.window):
+                entries[entry_key(key, closed)] = None
+            incident, change = correlate(open_set, event, rule)
             if change != "duplicate":
-                cache.save(key, incident)
+                entries[entry_key(key, incident)] = entry_value(incident)
         else:
             incident, change = correlate(OpenSet(), event, rule)
-        record = change_record(incident, change, event)
-        await incidents.send(key=incident.incident_id.bytes, value=dumps(record))
+        record_out = change_record(incident, change, event)
+        outputs.append((incident.incident_id.bytes, dumps(record_out)))
+    bus = await worker_bus.get()
+    for partition, entries in changed.items():
+        if entries:
+            send_state = partial(
+                bus.send_to_partition, state.changelog, partition, list(entries.items())
+            )
+            await retry_until_done(send_state, what=f"{len(entries)} correlation state entries")
+    if outputs:
+        send = partial(bus.send_many, settings.topic(topics.INCIDENTS), outputs)
+        await retry_until_done(send, what=f"{len(outputs)} incident changes")
+    if refused:
+        await app.producer.flush()  # the dead letters are out before the batch is committed
+
+
+@app.task  # type: ignore[untyped-decorator]
+async def correlate_events() -> None:
+    pack = load_pack(settings.pack_dir)
+    state = CorrelationState(
+        bootstrap=settings.bootstrap, changelog=settings.topic(topics.CORRELATION_STATE)
+    )
+    await run_batch_loop(
+        settings,
+        stage=STAGE,
+        topic=topics.EVENTS_ENRICHED,
+        handle=partial(correlate_batch, pack, state),
+        max_records=settings.worker_batch_size,
+        listener=state,
+    )
