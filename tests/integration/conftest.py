@@ -92,24 +92,28 @@ async def api(prepared: Settings) -> AsyncIterator[httpx.AsyncClient]:
             yield client
 
 
-@pytest.fixture(scope="session")
-def worker(prepared: Settings) -> Iterator[subprocess.Popen[bytes]]:
-    """A real `hub worker` process on this run's topics and database."""
-    prepared.state_dir.mkdir(parents=True, exist_ok=True)
-    log = open(prepared.state_dir / f"test-worker-{prepared.topic_prefix}log", "wb")
-    proc = subprocess.Popen(
+def start_worker(settings: Settings, name: str = "test") -> subprocess.Popen[bytes]:
+    """A real `hub worker` process on this run's topics and database, logging to .hub/."""
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    log = open(settings.state_dir / f"{name}-worker-{settings.topic_prefix}log", "wb")
+    return subprocess.Popen(
         [sys.executable, "-m", "hub.cli", "worker", "--loglevel", "warn"],
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "HUB_STATE_DIR": str(prepared.state_dir / "test-worker")},
+        env={**os.environ, "HUB_STATE_DIR": str(settings.state_dir / f"{name}-worker")},
     )
+
+
+@pytest.fixture(scope="session")
+def worker(prepared: Settings) -> Iterator[subprocess.Popen[bytes]]:
+    """A real `hub worker` process on this run's topics and database."""
+    proc = start_worker(prepared)
     yield proc
     proc.terminate()
     try:
         proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
         proc.kill()
-    log.close()
 
 
 @pytest.fixture(scope="session")

@@ -222,11 +222,11 @@ async def read_all(
 async def worker_has_processed(
     worker: subprocess.Popen[bytes], settings: Settings, topic: str, partition: int, offset: int
 ) -> None:
-    """Wait until the stage reading ``topic`` has committed past ``offset``: the batch loops
-    and Faust both commit a record only after its stage has finished with it."""
+    """Wait until the stage reading ``topic`` has committed past ``offset``: a batch loop
+    commits a record only after its stage has finished with it."""
     group = {
         topics.INTAKE_RAW: group_for(settings, "normalize"),
-        topics.EVENTS_ENRICHED: f"{settings.topic_prefix}hub-worker",  # correlation (Faust)
+        topics.EVENTS_ENRICHED: group_for(settings, "correlate"),
         topics.INCIDENTS: group_for(settings, "tickets"),
     }[topic]
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap)

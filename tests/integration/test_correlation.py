@@ -5,12 +5,16 @@ import random
 import uuid
 from datetime import UTC, datetime
 
+from aiokafka.admin import AIOKafkaAdminClient
+
 from geo.h3cells import cell_of
 from hub.auth import create_api_key
 from schemas import topics
 from schemas.codec import dumps
 from schemas.event import Crs, EventV1, Location, Priority, Source
+from streams.batchloop import group_for
 from streams.correlate.engine import correlation_key
+from tests.integration.conftest import start_worker
 from tests.integration.helpers import eventually
 
 CALLS = ["南塘街地下通道积水很深，车辆无法通行", "下了一夜暴雨，桥洞下面积水快到膝盖了",
@@ -133,3 +137,48 @@ async def test_one_spot_many_sources_one_incident_and_2_km_away_another(
 
     far = await eventually(lambda: incident_of(pool, "hotline-12345", far_no), seconds=90)
     assert far["incident_id"] != first["incident_id"] and far["reports"] == 1
+
+
+async def test_open_incidents_survive_workers_joining_and_leaving(worker, producer, pool, prepared):
+    """The correlation state moves with its partitions: with a second worker joining the group
+    and then leaving, reports about the same spot still join the first report's incident, so
+    whichever worker took the partition restored the open incident from the changelog."""
+    spot = a_spot()
+
+    async def send_and_wait(alarm):
+        await producer.send_and_wait(
+            prepared.topic(topics.EVENTS_ENRICHED), dumps(alarm), key=correlation_key(alarm)
+        )
+        return await eventually(
+            lambda: pool.fetchval(
+                "SELECT incident_id FROM incident_members WHERE event_id = $1", alarm.event_id
+            ),
+            seconds=60,
+        )
+
+    first = await send_and_wait(alarm_at(spot))
+    admin = AIOKafkaAdminClient(bootstrap_servers=prepared.bootstrap)
+    await admin.start()
+    group = group_for(prepared, "correlate")
+
+    async def members() -> int:
+        [response] = await admin.describe_consumer_groups([group])
+        _, _, state, _, _, members, *_ = response.groups[0]
+        return len(members) if state == "Stable" else -1
+
+    second = start_worker(prepared, "second")
+    try:
+        await eventually(lambda: _equals(members, 2), seconds=60)
+        assert await send_and_wait(alarm_at(moved(spot, 40))) == first
+    finally:
+        second.terminate()
+        second.wait(timeout=30)
+    await eventually(lambda: _equals(members, 1), seconds=60)
+    assert await send_and_wait(alarm_at(moved(spot, 80))) == first
+    await admin.close()
+    reports = await pool.fetchval("SELECT reports FROM incidents WHERE incident_id = $1", first)
+    assert reports == 3
+
+
+async def _equals(check, expected) -> bool:
+    return await check() == expected

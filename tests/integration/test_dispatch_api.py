@@ -59,7 +59,8 @@ async def do(
 async def test_a_rejected_ticket_is_routed_past_every_department_that_rejected_it(
     api: httpx.AsyncClient, pool: Any, book: Rulebook, keys: dict[str, str], city_urban_key: str
 ) -> None:
-    ticket_id = await new_ticket(pool, book)
+    # Dispatched two weeks ago: its first accept clock ran out long since.
+    ticket_id = await new_ticket(pool, book, now=datetime.now(UTC) - timedelta(days=14))
     first = (await api.get(f"/api/v1/tickets/{ticket_id}", headers=as_(keys["lucheng"]))).json()
     assert first["department_code"] == LUCHENG_URBAN
 
@@ -80,7 +81,7 @@ async def test_a_rejected_ticket_is_routed_past_every_department_that_rejected_i
     # The rejecting department has lost it; the new one has it, with its own time to accept.
     gone = await api.get(f"/api/v1/tickets/{ticket_id}", headers=as_(keys["lucheng"]))
     assert gone.status_code == 403
-    assert second["accept_due_at"] > first["accept_due_at"]
+    assert datetime.fromisoformat(second["accept_due_at"]) > datetime.now(UTC)
 
     again = await do(api, city_urban_key, ticket_id, "reject", note="不属于本局职责")
     assert again.status_code == 200, again.text

@@ -13,6 +13,7 @@ from streams.correlate.engine import (
     metres_between,
     to_state,
 )
+from streams.correlate.state import entry_key, entry_value, fold
 
 T0 = datetime(2026, 9, 14, 8, 0, tzinfo=UTC)  # a typhoon morning
 UNDERPASS = (120.6650, 28.0020)  # a flooded underpass in Lucheng
@@ -152,3 +153,20 @@ def test_many_open_incidents_cost_no_more_per_report():
     joined, change = correlate(incidents, report(lonlat=offset(target, 30, 0)), RULE)
     assert change == "attached" and joined.reports == 2
     assert metres_between(*joined.centre, *target) < 30
+
+
+def test_a_changelog_folds_to_the_last_value_per_incident_without_the_expired():
+    incidents = OpenSet()
+    kept, _ = correlate(incidents, report(), RULE)
+    gone, _ = correlate(incidents, report(lonlat=offset(UNDERPASS, 5000, 0)), RULE)
+    key = b"category:waterlogging"
+    first_value = entry_value(kept)
+    correlate(incidents, report(at=T0 + timedelta(minutes=5)), RULE)  # kept has 2 reports now
+    entries = [
+        (entry_key(key, kept), first_value),
+        (entry_key(key, gone), entry_value(gone)),
+        (entry_key(key, kept), entry_value(kept)),
+        (entry_key(key, gone), None),  # expired: a tombstone
+    ]
+    [restored] = list(fold(entries)[key])
+    assert restored.incident_id == kept.incident_id and restored.reports == 2
