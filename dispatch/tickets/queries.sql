@@ -144,7 +144,31 @@ SELECT t.ticket_id, 'priority_changed', 'system:correlation', t.status, t.status
 FROM unnest($1::uuid[], $2::text[]) AS u(ticket_id, was)
 JOIN tickets t ON t.ticket_id = u.ticket_id
 
+-- name: resolved_tickets_of
+-- Tickets, resolved or closed, of the incidents these new reports joined; locked.
+SELECT t.ticket_id, t.status, t.category, t.priority, t.sla_marks
+FROM tickets t
+WHERE t.ticket_id IN (SELECT ticket_id FROM event_tickets WHERE event_id = ANY($1::uuid[]))
+  AND t.status IN ('resolved', 'closed')
+FOR UPDATE
+
+-- name: reopen_for_report
+WITH reopened AS (
+    UPDATE tickets SET status = 'in_progress', resolved_at = NULL, closed_at = NULL,
+           resolve_warn_at = $2, resolve_due_at = $3, city_escalation_at = $4,
+           sla_marks = $5, sla_state = 'on_time', escalation_level = 0, next_timer_at = $6,
+           reopen_count = reopen_count + 1, version = version + 1, updated_at = now()
+    WHERE ticket_id = $1
+    RETURNING ticket_id, department_code
+)
+INSERT INTO ticket_history (ticket_id, action, actor, from_status, to_status, department_code,
+                            note)
+SELECT ticket_id, 'reopen', 'system:correlation', $7, 'in_progress', department_code,
+       'a new report about the same problem arrived after it was resolved'
+FROM reopened
+
 -- name: get_ticket
+
 SELECT t.*, i.district_code, i.lon, i.lat, i.reports
 FROM tickets t LEFT JOIN incidents i ON i.incident_id = t.incident_id
 WHERE t.ticket_id = $1

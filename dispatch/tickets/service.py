@@ -145,12 +145,37 @@ async def store_incident_changes(
         ]
         if joined:
             await conn.execute(Q["note_attached_reports"], joined)
+            await _reopen_for_new_reports(conn, book, joined, now)
         if revised:
             await conn.execute(
                 Q["note_event_updates"], [e for e, _ in revised], [r for _, r in revised]
             )
         await _follow_incident_priority(conn, book, list(latest))
     return [row["ticket_id"] for row in opened]
+
+
+async def _reopen_for_new_reports(
+    conn: Any, book: Rulebook, joined: list[uuid.UUID], now: datetime
+) -> None:
+    """The stated rule: a report that joins an incident (still within its category's window)
+    whose ticket was resolved or closed reopens that ticket, at the same department, with a
+    fresh resolve clock; after the window a report starts a new incident (correlation)."""
+    rows = await conn.fetch(Q["resolved_tickets_of"], joined)
+    for row in rows:
+        policy = book.policy(row["category"], row["priority"])
+        due = book.deadlines(policy, now)
+        marks = [m for m in row["sla_marks"] if m not in timers.RESOLVE_MARKS]
+        times = {column: getattr(due, column) for column in timers.DEADLINE_COLUMNS}
+        await conn.execute(
+            Q["reopen_for_report"],
+            row["ticket_id"],
+            due.resolve_warn_at,
+            due.resolve_due_at,
+            due.city_escalation_at,
+            marks,
+            timers.next_timer_at(Status.IN_PROGRESS, times, marks),
+            row["status"],
+        )
 
 
 async def _follow_incident_priority(conn: Any, book: Rulebook, incidents: list[uuid.UUID]) -> None:

@@ -432,3 +432,32 @@ async def test_the_same_incident_twice_is_one_ticket_announced_once(
         "SELECT count(*) FROM ticket_history WHERE ticket_id = $1 AND action = 'dispatch'", first
     )
     assert dispatches == 1
+
+
+async def test_a_new_report_reopens_a_resolved_ticket_of_its_incident(
+    api: httpx.AsyncClient, pool: Any, book: Rulebook, keys: dict[str, str]
+) -> None:
+    first = incident_change(category="streetlight", priority="normal")
+    ticket_id = await open_ticket(pool, book, first, now=datetime.now(UTC))
+    for key, action in [("lucheng", "accept"), ("lucheng", "resolve"), ("ops", "close")]:
+        assert (await do(api, keys[key], ticket_id, action)).status_code == 200
+    again = incident_change(category="streetlight", text="路灯修过了又不亮了")
+    joined = first.model_copy(update={"change": "attached", "reports": 2, "event": again.event})
+    async with pool.acquire() as conn:
+        await store_incident_changes(conn, changes=[joined], book=book, now=datetime.now(UTC))
+    ticket = (await api.get(f"/api/v1/tickets/{ticket_id}", headers=as_(keys["lucheng"]))).json()
+    assert ticket["status"] == "in_progress" and ticket["reopen_count"] == 1
+    assert ticket["closed_at"] is None and ticket["resolved_at"] is None
+    assert datetime.fromisoformat(ticket["resolve_due_at"]) > datetime.now(UTC)
+    last = ticket["history"][-1]
+    assert (last["action"], last["actor"], last["from_status"]) == (
+        "reopen",
+        "system:correlation",
+        "closed",
+    )
+    # The same report again (a replay) reopens nothing more.
+    async with pool.acquire() as conn:
+        await store_incident_changes(conn, changes=[joined], book=book, now=datetime.now(UTC))
+    assert (
+        await pool.fetchval("SELECT reopen_count FROM tickets WHERE ticket_id = $1", ticket_id) == 1
+    )
