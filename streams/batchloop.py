@@ -1,10 +1,11 @@
 """Batch loops: a lean consumer-group loop for the stateless hot stages of the worker.
 
 Measured on this 2-core machine (bench.pipeline, faust-streaming 0.15.3): a Faust agent spends
-about 200 µs of framework per record, a plain aiokafka ``getmany`` loop about 10 µs. The
-stateless stages (normalise, store tickets) therefore read their topic in batches here, inside
-the worker process, and only correlation, which keeps state in a Faust table with its
-changelog, stays a Faust agent.
+about 200 µs of framework per record, a plain aiokafka ``getmany`` loop about 10 µs. The hot
+stages (normalise, correlate, store tickets) therefore read their topic in batches here, inside
+the worker process: normalising ran at 2,500 reports/s as a Faust agent and 6,000/s as a loop,
+the whole pipeline at 1,300/s and 2,500/s. Correlation keeps its state itself
+(streams/correlate/state.py).
 
 At least once: a batch's offsets are committed after ``handle`` returned, that is after its
 output is acknowledged by Kafka or committed in PostgreSQL; a crash or a rebalance in between
