@@ -79,7 +79,9 @@ class WorkerBus:
     async def get(self) -> EventBus:
         async with self._lock:
             if self._bus is None:
-                bus = EventBus(settings.bootstrap, send_timeout_s=settings.kafka_send_timeout_s)
+                bus = EventBus(
+                    settings.bootstrap, send_timeout_s=settings.kafka_send_timeout_s, linger_ms=1
+                )
                 await bus.start()
                 self._bus = bus
             return self._bus

@@ -7,14 +7,17 @@ the worker process: normalising ran at 2,500 reports/s as a Faust agent and 6,00
 the whole pipeline at 1,300/s and 2,500/s. Correlation keeps its state itself
 (streams/correlate/state.py).
 
-At least once: a batch's offsets are committed after ``handle`` returned, that is after its
-output is acknowledged by Kafka or committed in PostgreSQL; a crash or a rebalance in between
-redelivers the batch, and every sink downstream is idempotent.
+At least once: offsets are committed (every ``commit_every_s``, and when the loop stops) only
+for batches ``handle`` returned from, that is whose output is acknowledged by Kafka or committed
+in PostgreSQL; a crash or a rebalance redelivers what was not committed, and every sink
+downstream is idempotent.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -40,6 +43,7 @@ async def run_batch_loop(
     handle: Handler,
     max_records: int,
     wait_ms: int = 100,
+    commit_every_s: float = 0.5,
     listener: ConsumerRebalanceListener | None = None,
 ) -> None:
     """Consume ``topic`` in the stage's group forever: batches in partition order to
@@ -60,18 +64,28 @@ async def run_batch_loop(
     else:
         consumer.subscribe([settings.topic(topic)], listener=listener)
     await consumer.start()
+    last_commit = time.monotonic()
     try:
         while True:
             batches = await consumer.getmany(timeout_ms=wait_ms, max_records=max_records)
             records = [record for partition in sorted(batches) for record in batches[partition]]
-            if not records:
-                continue
-            await handle(records)
-            try:
-                await consumer.commit()
-            except (CommitFailedError, KafkaError) as exc:
-                # The group moved on (a rebalance): whoever owns these partitions now reads
-                # the batch again, and the sinks make the repeat harmless.
-                log.warning("%s: commit failed (%r); the batch will be redelivered", stage, exc)
+            if records:
+                await handle(records)
+            # Committing is a round trip to the broker: once per interval, not per batch (a
+            # crash replays at most that much more, which the sinks make harmless).
+            if time.monotonic() - last_commit >= commit_every_s:
+                await _commit(consumer, stage)
+                last_commit = time.monotonic()
     finally:
+        with contextlib.suppress(Exception):
+            await _commit(consumer, stage)  # what was handled, before leaving the group
         await consumer.stop()
+
+
+async def _commit(consumer: AIOKafkaConsumer, stage: str) -> None:
+    try:
+        await consumer.commit()
+    except (CommitFailedError, KafkaError) as exc:
+        # The group moved on (a rebalance): whoever owns these partitions now reads the
+        # uncommitted records again, and the sinks make the repeat harmless.
+        log.warning("%s: commit failed (%r); those records will be redelivered", stage, exc)
