@@ -36,6 +36,9 @@ app = faust.App(
     topic_replication_factor=settings.topic_replication,
     consumer_auto_offset_reset="earliest",
     producer_acks=-1,
+    # A killed worker's share is taken over once its session times out; Faust's default of 60 s
+    # also held every other member's shutdown that long (aiokafka's default, as in the loops).
+    broker_session_timeout=10.0,
     web_enabled=False,
     datadir=str(settings.state_dir / "worker"),
 )

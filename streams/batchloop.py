@@ -15,6 +15,7 @@ downstream is idempotent.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -55,9 +56,9 @@ async def run_batch_loop(
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_poll_records=max_records,
-        # A handler may wait for the database for a while (it retries until done): stay in the
-        # group meanwhile rather than be rebalanced away and redeliver its batch elsewhere.
-        max_poll_interval_ms=600_000,
+        # A handler may wait for the database a while (it retries until done): stay in the group
+        # through short outages. This is also how long a rebalance waits for a busy member.
+        max_poll_interval_ms=120_000,
     )
     if listener is None:
         consumer.subscribe([settings.topic(topic)])
@@ -77,8 +78,9 @@ async def run_batch_loop(
                 await _commit(consumer, stage)
                 last_commit = time.monotonic()
     finally:
-        with contextlib.suppress(Exception):
-            await _commit(consumer, stage)  # what was handled, before leaving the group
+        with contextlib.suppress(Exception):  # what was handled, before leaving the group;
+            # bounded: during a rebalance the coordinator may not answer
+            await asyncio.wait_for(_commit(consumer, stage), timeout=5)
         await consumer.stop()
 
 

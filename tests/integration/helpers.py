@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from dispatch.tickets.service import store_incident_changes, ticket_id_for
 from hub.settings import Settings
@@ -120,3 +121,15 @@ async def open_ticket(pool: Any, book: Any, change: IncidentChangeV1, *, now: da
     async with pool.acquire() as conn:
         await store_incident_changes(conn, changes=[change], book=book, now=now)
     return ticket_id_for(change.incident_id)
+
+
+async def stable_members(settings: Settings, group: str) -> int:
+    """How many members a consumer group has once it is stable (-1 while it rebalances)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap)
+    await admin.start()
+    try:
+        [response] = await admin.describe_consumer_groups([group])
+        _, _, state, _, _, members, *_ = response.groups[0]
+        return len(members) if state == "Stable" else -1
+    finally:
+        await admin.close()

@@ -5,8 +5,6 @@ import random
 import uuid
 from datetime import UTC, datetime
 
-from aiokafka.admin import AIOKafkaAdminClient
-
 from geo.h3cells import cell_of
 from hub.auth import create_api_key
 from schemas import topics
@@ -15,7 +13,7 @@ from schemas.event import Crs, EventV1, Location, Priority, Source
 from streams.batchloop import group_for
 from streams.correlate.engine import correlation_key
 from tests.integration.conftest import start_worker
-from tests.integration.helpers import eventually
+from tests.integration.helpers import eventually, stable_members
 
 CALLS = ["南塘街地下通道积水很深，车辆无法通行", "下了一夜暴雨，桥洞下面积水快到膝盖了",
          "隧道口积水严重，有车熄火了"]  # fmt: skip
@@ -157,28 +155,19 @@ async def test_open_incidents_survive_workers_joining_and_leaving(worker, produc
         )
 
     first = await send_and_wait(alarm_at(spot))
-    admin = AIOKafkaAdminClient(bootstrap_servers=prepared.bootstrap)
-    await admin.start()
     group = group_for(prepared, "correlate")
-
-    async def members() -> int:
-        [response] = await admin.describe_consumer_groups([group])
-        _, _, state, _, _, members, *_ = response.groups[0]
-        return len(members) if state == "Stable" else -1
-
     second = start_worker(prepared, "second")
     try:
-        await eventually(lambda: _equals(members, 2), seconds=60)
+        await eventually(lambda: has_members(prepared, group, 2), seconds=60)
         assert await send_and_wait(alarm_at(moved(spot, 40))) == first
     finally:
         second.terminate()
         second.wait(timeout=30)
-    await eventually(lambda: _equals(members, 1), seconds=60)
+    await eventually(lambda: has_members(prepared, group, 1), seconds=60)
     assert await send_and_wait(alarm_at(moved(spot, 80))) == first
-    await admin.close()
     reports = await pool.fetchval("SELECT reports FROM incidents WHERE incident_id = $1", first)
     assert reports == 3
 
 
-async def _equals(check, expected) -> bool:
-    return await check() == expected
+async def has_members(settings, group: str, count: int) -> bool:
+    return await stable_members(settings, group) == count

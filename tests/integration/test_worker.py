@@ -1,6 +1,9 @@
 """The real `hub worker` process: intake.raw → events.enriched → incidents → tickets; bad
 records → DLQ."""
 
+import asyncio
+import os
+import signal
 import uuid
 from datetime import UTC, datetime
 
@@ -10,7 +13,10 @@ from schemas import topics
 from schemas.codec import dumps
 from schemas.event import EventV1, Source, event_id_for
 from schemas.intake import IntakeEnvelope
-from tests.integration.helpers import eventually, read_until
+from streams.batchloop import group_for
+from streams.correlate.engine import incident_id_for
+from tests.integration.conftest import start_worker
+from tests.integration.helpers import eventually, read_until, stable_members
 
 
 def envelope(order_no: str, **payload_overrides) -> IntakeEnvelope:
@@ -142,3 +148,81 @@ async def test_a_record_the_database_refuses_is_dead_lettered_alone(
     assert "refused" in orjson.loads(letter.value)["reason"]
     assert await eventually(lambda: ticket_rows(pool, good.event_id), seconds=90)
     assert not await ticket_rows(pool, bad_event.event_id)
+
+
+async def test_a_worker_killed_mid_stream_loses_and_doubles_nothing(
+    worker, producer, pool, prepared
+):
+    """kill -9 a second worker while 1,500 reports flow through both: the survivor (and a
+    restarted one) finish them; every report is in exactly one incident, every incident has
+    exactly one ticket with one dispatch, and no incident was opened twice for one report."""
+    run = uuid.uuid4().hex[:8]
+    records = [
+        envelope(f"CRASH-{run}-{i}", longitude=120.55 + (i % 50) * 0.004,
+                 latitude=27.95 + (i // 50) * 0.003)
+        for i in range(1500)
+    ]  # fmt: skip
+    doomed = start_worker(prepared, f"doomed-{run}")
+    try:
+        for stage in ("normalize", "correlate", "tickets"):  # it has joined every stage
+            group = group_for(prepared, stage)
+            await eventually(lambda g=group: has_members(prepared, g, 2), seconds=60)
+        for record in records:
+            await producer.send(
+                prepared.topic(topics.INTAKE_RAW), dumps(record), key=record.event_id.bytes
+            )
+        await producer.flush()
+        await asyncio.sleep(0.3)  # mid-stream: 1,500 reports take the workers over a second
+    finally:
+        os.kill(doomed.pid, signal.SIGKILL)
+        doomed.wait(timeout=10)
+    stored_at_kill = await pool.fetchval(
+        "SELECT count(*) FROM incident_members WHERE event_id = ANY($1::uuid[])",
+        [r.event_id for r in records],
+    )
+    assert stored_at_kill < len(records)  # it really died with work in hand
+    restarted = start_worker(prepared, f"restarted-{run}")
+    try:
+        ids = [r.event_id for r in records]
+
+        async def all_stored() -> bool:
+            count = await pool.fetchval(
+                "SELECT count(*) FROM incident_members WHERE event_id = ANY($1::uuid[])", ids
+            )
+            return count == len(ids)
+
+        await eventually(all_stored, seconds=120)
+    finally:
+        restarted.terminate()
+        restarted.wait(timeout=30)
+    row = await pool.fetchrow(
+        """SELECT count(DISTINCT m.incident_id) AS incidents,
+                  count(DISTINCT t.ticket_id) AS tickets,
+                  count(*) FILTER (WHERE t.ticket_id IS NULL) AS without_ticket
+           FROM incident_members m LEFT JOIN tickets t USING (incident_id)
+           WHERE m.event_id = ANY($1::uuid[])""",
+        ids,
+    )
+    assert row["incidents"] == row["tickets"] and row["without_ticket"] == 0
+    dispatches = await pool.fetchval(
+        """SELECT count(*) FROM ticket_history
+           WHERE action = 'dispatch' AND ticket_id IN (
+               SELECT t.ticket_id FROM tickets t JOIN incident_members m USING (incident_id)
+               WHERE m.event_id = ANY($1::uuid[]))""",
+        ids,
+    )
+    assert dispatches == row["tickets"]
+    # An incident opened by a replay for a report that already belonged to another would be
+    # left without members (each report has one membership): there must be none.
+    orphans = await pool.fetchval(
+        """SELECT count(*) FROM incidents i
+           WHERE i.incident_id = ANY($1::uuid[])
+             AND NOT EXISTS (SELECT 1 FROM incident_members m
+                             WHERE m.incident_id = i.incident_id)""",
+        [incident_id_for(event_id) for event_id in ids],
+    )
+    assert orphans == 0
+
+
+async def has_members(settings, group: str, count: int) -> bool:
+    return await stable_members(settings, group) == count
