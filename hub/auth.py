@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Role = Literal["source", "department", "ops"]
+Role = Literal["source", "department", "ops", "vendor"]
 KEY_PREFIX = "hub_"
 
 

@@ -123,6 +123,65 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     return run_demo(settings, keep_running=not args.once)
 
 
+def cmd_vendors(args: argparse.Namespace, settings: Settings) -> int:
+    async def add() -> None:
+        conn = await asyncpg.connect(settings.dsn)
+        try:
+            await conn.execute(
+                """INSERT INTO vendors (code, name) VALUES ($1, $2)
+                   ON CONFLICT (code) DO UPDATE SET name = excluded.name""",
+                args.code,
+                args.name or args.code,
+            )
+        finally:
+            await conn.close()
+
+    asyncio.run(add())
+    print(f"vendor {args.code}: its systems authenticate with "
+          f"`hub keys create --role vendor --scope {args.code}`")  # fmt: skip
+    return 0
+
+
+def cmd_devices(args: argparse.Namespace, settings: Settings) -> int:
+    import csv
+    import time
+
+    from geo.jurisdiction import DistrictIndex
+    from hub.pack import load_pack
+    from iot_ingest.registry import RegistryError, import_file
+
+    pack = load_pack(settings.pack_dir)
+    index = DistrictIndex.from_geojson(settings.pack_dir / "districts.geojson")
+
+    def district_of(lon: float, lat: float) -> str | None:
+        district = index.district_of(lon, lat)
+        return district.code if district else None
+
+    async def run() -> Any:
+        conn = await asyncpg.connect(settings.dsn)
+        try:
+            return await import_file(conn, args.file, district_of=district_of,
+                                     contains=pack.contains)  # fmt: skip
+        finally:
+            await conn.close()
+
+    started = time.perf_counter()
+    try:
+        report = asyncio.run(run())
+    except (RegistryError, FileNotFoundError) as exc:
+        print(f"hub: {exc}", file=sys.stderr)
+        return 1
+    print(f"{report.rows} devices read, {report.new} new, in {time.perf_counter() - started:.1f} s")
+    if report.tokens:
+        with open(args.tokens_out, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["vendor", "serial", "token"])
+            writer.writerows(report.tokens)
+        print(f"{len(report.tokens)} new access tokens written to {args.tokens_out} "
+              "(shown only this once: only their hashes are stored)")  # fmt: skip
+    return 0
+
+
 def cmd_routing(args: argparse.Namespace, settings: Settings) -> int:
     from dispatch.routing.bootstrap import main as learn
 
@@ -147,8 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("keys", help="create an API key (printed once)")
     p.add_argument("action", choices=["create"])
-    p.add_argument("--role", choices=["source", "department", "ops"], required=True)
-    p.add_argument("--scope", default="", help="source name or department code")
+    p.add_argument("--role", choices=["source", "department", "ops", "vendor"], required=True)
+    p.add_argument("--scope", default="", help="source name, department or vendor code")
     p.add_argument("--label", default="")
     p.set_defaults(func=cmd_keys)
 
@@ -161,6 +220,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("worker", help="run the Faust stream worker")
     p.add_argument("--loglevel", default="info", choices=["crit", "error", "warn", "info", "debug"])
     p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("vendors", help="add a device vendor: hub vendors add CODE [--name NAME]")
+    p.add_argument("action", choices=["add"])
+    p.add_argument("code")
+    p.add_argument("--name", default="")
+    p.set_defaults(func=cmd_vendors)
+
+    p = sub.add_parser(
+        "devices", help="import devices from CSV: hub devices import FILE [--tokens-out FILE]"
+    )
+    p.add_argument("action", choices=["import"])
+    p.add_argument("file")
+    p.add_argument("--tokens-out", default="device-tokens.csv",
+                   help="where the tokens the hub makes for new devices go (CSV)")  # fmt: skip
+    p.set_defaults(func=cmd_devices)
 
     p = sub.add_parser(
         "routing",

@@ -58,6 +58,15 @@ class Category:
 
 
 @dataclass(frozen=True)
+class DeviceProfile:
+    code: str
+    name: str
+    department_code: str
+    reporting_interval_s: int
+    inactivity_timeout_s: int
+
+
+@dataclass(frozen=True)
 class Pack:
     name: str
     # WGS-84 [west, south, east, north]: coordinates outside it are refused at the edge.
@@ -75,6 +84,8 @@ class Pack:
     directory: Path = Path()
     # The division codes of districts.geojson.
     district_codes: frozenset[str] = frozenset()
+    # Kinds of IoT device (device-profiles.csv): the owning department and default intervals.
+    device_profiles: tuple[DeviceProfile, ...] = ()
 
     def category(self, code: str) -> Category | None:
         return next((c for c in self.categories if c.code == code), None)
@@ -112,6 +123,7 @@ def load_pack(pack_dir: Path) -> Pack:
         raise ValueError(f"{pack_dir}/departments.csv must mark exactly one triage department")
     _check_departments(departments, districts, where=pack_dir / "departments.csv")
     people = _load_people(pack_dir / "department-people.csv", departments)
+    device_profiles = _load_device_profiles(pack_dir / "device-profiles.csv", departments)
     attributes_path = pack_dir / "service-attributes.json"
     attributes = json.loads(attributes_path.read_text("utf-8")) if attributes_path.exists() else {}
     categories = tuple(
@@ -165,6 +177,7 @@ def load_pack(pack_dir: Path) -> Pack:
         routing_rules=rules,
         directory=pack_dir,
         district_codes=frozenset(districts),
+        device_profiles=device_profiles,
     )
 
 
@@ -210,6 +223,28 @@ def _check_departments(
             raise ValueError(f"{where}: {d.code}: unknown parent {d.parent_code}")
         if d.parent_code == d.code:
             raise ValueError(f"{where}: {d.code} is its own parent")
+
+
+def _load_device_profiles(
+    path: Path, departments: tuple[Department, ...]
+) -> tuple[DeviceProfile, ...]:
+    if not path.exists():
+        return ()
+    known = {d.code for d in departments}
+    profiles = []
+    for row in _rows(path):
+        if row["department"] not in known:
+            raise ValueError(f"{path}: profile {row['code']}: unknown department")
+        profiles.append(
+            DeviceProfile(
+                code=row["code"],
+                name=row["name"],
+                department_code=row["department"],
+                reporting_interval_s=int(row["reporting_interval_s"]),
+                inactivity_timeout_s=int(row["inactivity_timeout_s"]),
+            )
+        )
+    return tuple(profiles)
 
 
 def _load_people(path: Path, departments: tuple[Department, ...]) -> tuple[Person, ...]:

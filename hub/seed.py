@@ -14,12 +14,13 @@ from hub.pack import Pack
 
 
 async def seed(conn: Any, pack: Pack) -> int:
-    """Upsert the pack's departments, people, categories, SLA policies and routing rules;
-    return how many departments it has."""
+    """Upsert the pack's departments, people, categories, SLA policies, device profiles and
+    routing rules; return how many departments it has."""
     async with conn.transaction():
         await _departments(conn, pack)
         await _categories(conn, pack)
         await _sla_policies(conn, pack)
+        await _device_profiles(conn, pack)
         version = await current_version(conn)
         if rules_to_rows(await read_rules(conn, version)) != rules_to_rows(pack.routing_rules):
             await install_rules(
@@ -83,4 +84,18 @@ async def _sla_policies(conn: Any, pack: Pack) -> None:
            VALUES ($1, $2, $3, $4, $5, $6, $7)""",
         [(p.category, p.priority, p.calendar, str(p.accept_within), str(p.resolve_within),
           p.warn_at, str(p.escalate_city_after)) for p in policies],
+    )  # fmt: skip
+
+
+async def _device_profiles(conn: Any, pack: Pack) -> None:
+    await conn.executemany(
+        """INSERT INTO device_profiles (code, name, department_code, reporting_interval_s,
+                                        inactivity_timeout_s)
+           VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (code) DO UPDATE SET
+               name = excluded.name, department_code = excluded.department_code,
+               reporting_interval_s = excluded.reporting_interval_s,
+               inactivity_timeout_s = excluded.inactivity_timeout_s""",
+        [(p.code, p.name, p.department_code, p.reporting_interval_s, p.inactivity_timeout_s)
+         for p in pack.device_profiles],
     )  # fmt: skip
