@@ -29,6 +29,8 @@ from hub.bus import BusUnavailable, EventBus
 from hub.db import create_pool
 from hub.limits import BodySizeLimit, RefuseNulInUrl
 from hub.settings import Settings, get_settings
+from iot_ingest.devices import DeviceRates, DeviceTokens
+from iot_ingest.views import router as device_router
 from schemas.intake import CIVIC_SOURCES
 
 log = logging.getLogger(__name__)
@@ -108,6 +110,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.counters = IntakeCounters()
         app.state.receipts = ReceiptBook(app.state.pool)
         app.state.rulebook = RulebookCache(settings.pack_dir)
+        app.state.device_tokens = DeviceTokens()
+        app.state.device_rates = DeviceRates(
+            per_second=settings.device_rate_per_s, burst=settings.device_rate_burst
+        )
         flusher = asyncio.create_task(_flush_counters_forever(app))
         try:
             yield
@@ -175,6 +181,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         admin_router,
         routing_router,
         open311_router,
+        device_router,  # last: /api/v1/{token}/… must not shadow the fixed paths above
     ):
         app.include_router(router)
     return app

@@ -49,6 +49,10 @@ class Settings(BaseSettings):
 
     worker_batch_size: int = Field(default=500, ge=1)
     worker_batch_window_s: float = Field(default=0.2, gt=0)
+    # Messages per second a device may send, sustained and in a burst (ThingsBoard's default
+    # device limit is 10 per second); over it: HTTP 429, MQTT PUBACK 0x97.
+    device_rate_per_s: float = Field(default=10.0, gt=0)
+    device_rate_burst: float = Field(default=20.0, ge=1)
     # How often the worker fires due SLA marks (warnings, breaches, escalations).
     sla_tick_s: float = Field(default=1.0, gt=0)
 

@@ -37,6 +37,8 @@ CREATE TABLE devices (
     reporting_interval_s  integer NOT NULL CHECK (reporting_interval_s > 0),
     inactivity_timeout_s  integer NOT NULL CHECK (inactivity_timeout_s > 0),
     token_hash            text NOT NULL UNIQUE,
+    -- what the device reports about itself (ThingsBoard client attributes), merged per post
+    client_attributes     jsonb NOT NULL DEFAULT '{}',
     created_at            timestamptz NOT NULL DEFAULT now(),
     disabled_at           timestamptz,
     UNIQUE (vendor_code, serial)

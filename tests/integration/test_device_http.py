@@ -1,0 +1,121 @@
+"""The ThingsBoard device HTTP API on the real app, Kafka and PostgreSQL: every body shape
+reaches `iot.telemetry` as one record per request keyed by device; bad tokens, bad bodies and
+too many messages get ThingsBoard's answers."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from hub.settings import Settings
+from iot_ingest.registry import Profile, device_id_for, import_devices, prepare_rows
+from schemas import topics
+from schemas.telemetry import TelemetryV1
+from tests.integration.helpers import read_until
+
+pytestmark = pytest.mark.integration
+
+
+async def register(pool: Any, token: str) -> uuid.UUID:
+    """One water-level device of vendor `http-test`, with a token of its own."""
+    serial = f"HTTP-{uuid.uuid4().hex[:8]}"
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO vendors (code, name) VALUES ('http-test', 'x') ON CONFLICT DO NOTHING"
+        )
+        records, _ = prepare_rows(
+            [{"serial": serial, "vendor": "http-test", "profile": "water-level",
+              "lon": "120.66", "lat": "28.01", "token": token}],
+            profiles={"water-level": Profile("water-level", "water", 60, 600)},
+            departments={"water"}, vendors={"http-test"},
+            district_of=lambda lon, lat: "330302", contains=lambda lon, lat: True,
+        )  # fmt: skip
+        await import_devices(conn, records)
+    return device_id_for("http-test", serial)
+
+
+async def telemetry_of(settings: Settings, device_id: uuid.UUID, marker: str) -> TelemetryV1:
+    record = await read_until(
+        settings,
+        topics.IOT_TELEMETRY,
+        lambda r: r.key == device_id.bytes and marker.encode() in r.value,
+    )
+    return TelemetryV1.model_validate_json(record.value)
+
+
+async def test_every_thingsboard_body_shape_reaches_kafka(
+    api: httpx.AsyncClient, pool: Any, prepared: Settings
+) -> None:
+    token = f"tok-{uuid.uuid4().hex}"
+    device_id = await register(pool, token)
+    now_ms = int(time.time() * 1000)
+    bodies = [
+        ({"water_level": 3.2, "marker_a": 1}, "marker_a"),
+        ({"ts": now_ms - 5000, "values": {"water_level": "3.4", "marker_b": True}}, "marker_b"),
+        ([{"ts": now_ms - 2000, "values": {"water_level": 3.5}},
+          {"ts": now_ms - 1000, "values": {"water_level": 3.6, "marker_c": "ok"}}], "marker_c"),
+        # the SDK's HTTP client stamps local (UTC+8) time as if it were UTC: 8 h ahead
+        ([{"ts": now_ms + 8 * 3600_000, "values": {"marker_d": 1}}], "marker_d"),
+    ]  # fmt: skip
+    for body, _ in bodies:
+        answer = await api.post(f"/api/v1/{token}/telemetry", content=orjson.dumps(body))
+        assert (answer.status_code, answer.content) == (200, b""), answer.text
+    plain = await telemetry_of(prepared, device_id, "marker_a")
+    assert plain.via == "http" and plain.profile == "water-level"
+    [reading] = plain.readings
+    assert abs(reading.ts - now_ms) < 5000 and reading.values["water_level"] == 3.2
+    cast = (await telemetry_of(prepared, device_id, "marker_b")).readings[0]
+    assert cast.ts == now_ms - 5000 and cast.values == {"water_level": 3.4, "marker_b": True}
+    packed = await telemetry_of(prepared, device_id, "marker_c")
+    assert [r.values["water_level"] for r in packed.readings] == [3.5, 3.6]  # one record
+    ahead = (await telemetry_of(prepared, device_id, "marker_d")).readings[0]
+    assert ahead.clamped and ahead.ts <= int(time.time() * 1000)
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (b'{"water_level": "NaN"}', "NaN"),
+        (b'{"water_level": NaN}', "invalid JSON"),
+        (b'{"water_level": {"nested": 1}}', "nested"),
+        (b"not json", "JSON"),
+        (b"[]", "empty"),
+    ],
+)
+async def test_a_bad_body_is_refused_with_a_reason(
+    api: httpx.AsyncClient, pool: Any, body: bytes, words: str
+) -> None:
+    token = f"tok-{uuid.uuid4().hex}"
+    await register(pool, token)
+    answer = await api.post(f"/api/v1/{token}/telemetry", content=body)
+    assert answer.status_code == 400 and words.lower() in answer.text.lower(), answer.text
+
+
+async def test_unknown_tokens_get_401_and_a_chatty_device_429(
+    api: httpx.AsyncClient, pool: Any
+) -> None:
+    unknown = await api.post("/api/v1/no-such-token-123/telemetry", content=b'{"a": 1}')
+    assert unknown.status_code == 401
+    token = f"tok-{uuid.uuid4().hex}"
+    await register(pool, token)
+    codes = [
+        (await api.post(f"/api/v1/{token}/telemetry", content=b'{"a": 1}')).status_code
+        for _ in range(30)
+    ]
+    assert codes[:20] == [200] * 20 and 429 in codes[20:]  # a burst of 20, then limited
+
+
+async def test_attributes_are_merged_into_the_device(api: httpx.AsyncClient, pool: Any) -> None:
+    token = f"tok-{uuid.uuid4().hex}"
+    device_id = await register(pool, token)
+    for body in (b'{"firmware": "1.2.0", "battery": 88}', b'{"battery": "87"}'):
+        assert (await api.post(f"/api/v1/{token}/attributes", content=body)).status_code == 200
+    stored = await pool.fetchval(
+        "SELECT client_attributes FROM devices WHERE device_id = $1", device_id
+    )
+    assert stored == {"firmware": "1.2.0", "battery": 87}
