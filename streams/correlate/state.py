@@ -15,8 +15,9 @@ from collections.abc import Iterable
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import ConsumerRebalanceListener
 
+from streams.changelog import read_partitions
 from streams.correlate.engine import Incident, OpenSet, from_state, to_state
 
 log = logging.getLogger(__name__)
@@ -70,26 +71,8 @@ class CorrelationState(ConsumerRebalanceListener):  # type: ignore[misc]
                 self._partitions.update(await self.restore(partitions))
 
     async def restore(self, partitions: list[int]) -> dict[int, dict[bytes, OpenSet]]:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap, enable_auto_commit=False, group_id=None
-        )
-        await consumer.start()
-        try:
-            tps = [TopicPartition(self.changelog, p) for p in partitions]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            ends = await consumer.end_offsets(tps)
-            entries: dict[int, list[tuple[bytes, bytes | None]]] = {p: [] for p in partitions}
-            remaining = {tp for tp in tps if ends[tp] > 0}
-            while remaining:
-                batches = await consumer.getmany(*remaining, timeout_ms=1000, max_records=10_000)
-                for tp, records in batches.items():
-                    entries[tp.partition] += [(r.key or b"", r.value) for r in records]
-                    if records and records[-1].offset + 1 >= ends[tp]:
-                        remaining.discard(tp)
-        finally:
-            await consumer.stop()
-        restored = {p: fold(rows) for p, rows in entries.items()}
+        entries = await read_partitions(self._bootstrap, self.changelog, partitions)
+        restored = {p: fold(rows.items()) for p, rows in entries.items()}
         counts = {p: sum(len(s) for s in keys.values()) for p, keys in restored.items()}
         log.info("correlation state restored: open incidents by partition %s", counts)
         return restored
