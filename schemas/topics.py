@@ -13,6 +13,8 @@ TICKETS_CHANGES = "tickets.changes"
 DEAD_LETTER = "deadletter"
 # Internal: correlation's open incidents, per partition of events.enriched (compacted).
 CORRELATION_STATE = "correlation.state"
+# Internal: the alarm rules' state per device, per partition of iot.telemetry (compacted).
+IOT_RULES_STATE = "iot.rules.state"
 
 ALL = (
     INTAKE_RAW,
@@ -23,5 +25,6 @@ ALL = (
     TICKETS_CHANGES,
     DEAD_LETTER,
     CORRELATION_STATE,
+    IOT_RULES_STATE,
 )
-COMPACTED = frozenset({CORRELATION_STATE})
+COMPACTED = frozenset({CORRELATION_STATE, IOT_RULES_STATE})

@@ -28,6 +28,7 @@ app = faust.App(
     autodiscover=[
         "streams.normalize.agents",
         "streams.correlate.agents",
+        "streams.iot.agents",
         "dispatch.agents",
         "dispatch.deadletters.agents",
     ],

@@ -14,6 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from dispatch.tickets.service import store_incident_changes, ticket_id_for
 from hub.settings import Settings
+from iot_ingest.registry import Profile, device_id_for, import_devices, prepare_rows
 from schemas.event import Crs, EventV1, Location, Priority, Source, event_id_for
 from schemas.incident import IncidentChangeV1
 
@@ -133,3 +134,29 @@ async def stable_members(settings: Settings, group: str) -> int:
         return len(members) if state == "Stable" else -1
     finally:
         await admin.close()
+
+
+async def register_device(
+    pool: Any,
+    token: str,
+    *,
+    profile: str = "water-level",
+    department: str = "water",
+    lon: float = 120.66,
+    lat: float = 28.01,
+) -> uuid.UUID:
+    """One device of vendor `test-vendor` in 鹿城区 by default, with the given token."""
+    serial = f"TEST-{uuid.uuid4().hex[:8]}"
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO vendors (code, name) VALUES ('test-vendor', 'x') ON CONFLICT DO NOTHING"
+        )
+        records, _ = prepare_rows(
+            [{"serial": serial, "vendor": "test-vendor", "profile": profile,
+              "lon": str(lon), "lat": str(lat), "token": token}],
+            profiles={profile: Profile(profile, department, 60, 600)},
+            departments={department}, vendors={"test-vendor"},
+            district_of=lambda lon, lat: "330302", contains=lambda lon, lat: True,
+        )  # fmt: skip
+        await import_devices(conn, records)
+    return device_id_for("test-vendor", serial)

@@ -13,30 +13,11 @@ import orjson
 import pytest
 
 from hub.settings import Settings
-from iot_ingest.registry import Profile, device_id_for, import_devices, prepare_rows
 from schemas import topics
 from schemas.telemetry import TelemetryV1
-from tests.integration.helpers import read_until
+from tests.integration.helpers import read_until, register_device
 
 pytestmark = pytest.mark.integration
-
-
-async def register(pool: Any, token: str) -> uuid.UUID:
-    """One water-level device of vendor `http-test`, with a token of its own."""
-    serial = f"HTTP-{uuid.uuid4().hex[:8]}"
-    async with pool.acquire() as conn:
-        await conn.execute(
-            "INSERT INTO vendors (code, name) VALUES ('http-test', 'x') ON CONFLICT DO NOTHING"
-        )
-        records, _ = prepare_rows(
-            [{"serial": serial, "vendor": "http-test", "profile": "water-level",
-              "lon": "120.66", "lat": "28.01", "token": token}],
-            profiles={"water-level": Profile("water-level", "water", 60, 600)},
-            departments={"water"}, vendors={"http-test"},
-            district_of=lambda lon, lat: "330302", contains=lambda lon, lat: True,
-        )  # fmt: skip
-        await import_devices(conn, records)
-    return device_id_for("http-test", serial)
 
 
 async def telemetry_of(settings: Settings, device_id: uuid.UUID, marker: str) -> TelemetryV1:
@@ -52,7 +33,7 @@ async def test_every_thingsboard_body_shape_reaches_kafka(
     api: httpx.AsyncClient, pool: Any, prepared: Settings
 ) -> None:
     token = f"tok-{uuid.uuid4().hex}"
-    device_id = await register(pool, token)
+    device_id = await register_device(pool, token)
     now_ms = int(time.time() * 1000)
     bodies = [
         ({"water_level": 3.2, "marker_a": 1}, "marker_a"),
@@ -91,7 +72,7 @@ async def test_a_bad_body_is_refused_with_a_reason(
     api: httpx.AsyncClient, pool: Any, body: bytes, words: str
 ) -> None:
     token = f"tok-{uuid.uuid4().hex}"
-    await register(pool, token)
+    await register_device(pool, token)
     answer = await api.post(f"/api/v1/{token}/telemetry", content=body)
     assert answer.status_code == 400 and words.lower() in answer.text.lower(), answer.text
 
@@ -102,7 +83,7 @@ async def test_unknown_tokens_get_401_and_a_chatty_device_429(
     unknown = await api.post("/api/v1/no-such-token-123/telemetry", content=b'{"a": 1}')
     assert unknown.status_code == 401
     token = f"tok-{uuid.uuid4().hex}"
-    await register(pool, token)
+    await register_device(pool, token)
     codes = [
         (await api.post(f"/api/v1/{token}/telemetry", content=b'{"a": 1}')).status_code
         for _ in range(30)
@@ -112,7 +93,7 @@ async def test_unknown_tokens_get_401_and_a_chatty_device_429(
 
 async def test_attributes_are_merged_into_the_device(api: httpx.AsyncClient, pool: Any) -> None:
     token = f"tok-{uuid.uuid4().hex}"
-    device_id = await register(pool, token)
+    device_id = await register_device(pool, token)
     for body in (b'{"firmware": "1.2.0", "battery": 88}', b'{"battery": "87"}'):
         assert (await api.post(f"/api/v1/{token}/attributes", content=body)).status_code == 200
     stored = await pool.fetchval(

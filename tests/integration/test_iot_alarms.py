@@ -1,0 +1,72 @@
+"""Telemetry to alarm to incident, every hop real: readings posted to the ThingsBoard HTTP API
+→ iot.telemetry → the worker's rules → iot.alarms → the alarms tables; the severe alarm → an
+event → correlation → a ticket at the water department."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from tests.integration.helpers import eventually, register_device
+
+pytestmark = pytest.mark.integration
+
+
+async def test_a_rising_river_raises_escalates_and_clears_an_alarm_and_opens_a_ticket(
+    api: httpx.AsyncClient, worker: Any, pool: Any
+) -> None:
+    token = f"tok-{uuid.uuid4().hex}"
+    device_id = await register_device(pool, token, lon=120.6555, lat=28.0167)
+    t0 = int(time.time() * 1000) - 60 * 60_000  # an hour ago, in data time
+    # Rises (warning after 120 s above 4.0, major on the rate, critical after 60 s above 5.0),
+    # falls fast (the rate alarm holds), then stays below 3.8 for over 600 s: cleared.
+    levels = [(0, 4.2), (130, 4.3), (200, 4.35), (330, 5.2), (400, 5.3), (470, 5.3),
+              (600, 3.0), (1300, 3.1), (2000, 3.0)]  # fmt: skip
+    body = [{"ts": t0 + s * 1000, "values": {"water_level_m": v}} for s, v in levels]
+    answer = await api.post(f"/api/v1/{token}/telemetry", content=orjson.dumps(body))
+    assert answer.status_code == 200, answer.text
+
+    async def cleared() -> Any:
+        row = await pool.fetchrow(
+            "SELECT alarm_id, cleared_at FROM alarms WHERE device_id = $1", device_id
+        )
+        return row if row is not None and row["cleared_at"] is not None else None
+
+    alarm = await eventually(cleared, seconds=60)
+    history = await pool.fetch(
+        "SELECT kind, severity, at FROM alarm_history WHERE alarm_id = $1 ORDER BY at, kind",
+        alarm["alarm_id"],
+    )
+    kinds = [h["kind"] for h in history]
+    assert kinds[0] == "raised" and kinds[-1] == "cleared" and "escalated" in kinds
+    # The alarm times are the data's, not the worker's.
+    assert int(history[0]["at"].timestamp() * 1000) == t0 + 130_000
+    assert "critical" in {h["severity"] for h in history}
+    active = await pool.fetchval(
+        "SELECT count(*) FROM alarms WHERE device_id = $1 AND cleared_at IS NULL", device_id
+    )
+    assert active == 0
+
+    async def ticketed() -> Any:
+        return await pool.fetchrow(
+            """SELECT e.category, e.priority, t.department_code, t.ticket_id
+               FROM events e JOIN event_tickets t USING (event_id)
+               WHERE e.source = 'iot' AND e.external_id LIKE $1
+               ORDER BY e.occurred_at LIMIT 1""",
+            f"{device_id}:%",
+        )
+
+    ticket = await eventually(ticketed, seconds=60)
+    assert ticket["category"] == "waterlogging" and ticket["department_code"] == "water"
+    # The major and the critical alarm are reports about one spot: one incident, one ticket.
+    tickets = await pool.fetchval(
+        """SELECT count(DISTINCT t.ticket_id) FROM events e JOIN event_tickets t USING (event_id)
+           WHERE e.source = 'iot' AND e.external_id LIKE $1""",
+        f"{device_id}:%",
+    )
+    assert tickets == 1
