@@ -12,6 +12,7 @@ import httpx
 import orjson
 import pytest
 
+from hub.auth import create_api_key
 from hub.settings import Settings
 from schemas import topics
 from schemas.telemetry import TelemetryV1
@@ -100,3 +101,37 @@ async def test_attributes_are_merged_into_the_device(api: httpx.AsyncClient, poo
         "SELECT client_attributes FROM devices WHERE device_id = $1", device_id
     )
     assert stored == {"firmware": "1.2.0", "battery": 87}
+
+
+async def test_a_vendor_batch_answers_each_item_and_packs_records_per_device(
+    api: httpx.AsyncClient, pool: Any, prepared: Settings, keys: dict[str, str]
+) -> None:
+    async with pool.acquire() as conn:
+        vendor_key = await create_api_key(conn, role="vendor", scope="test-vendor")
+    first = await register_device(pool, f"tok-{uuid.uuid4().hex}")
+    second = await register_device(pool, f"tok-{uuid.uuid4().hex}")
+    serials = dict(await pool.fetch(
+        "SELECT device_id, serial FROM devices WHERE device_id = ANY($1::uuid[])", [first, second]
+    ))  # fmt: skip
+    now_ms = int(time.time() * 1000)
+    batch = {"items": [
+        {"serial": serials[first], "telemetry": {"ts": now_ms - 2000, "values": {"vb_mark": 1}}},
+        {"serial": serials[first], "telemetry": [{"ts": now_ms - 1000, "values": {"vb_mark": 2}}]},
+        {"serial": serials[second], "telemetry": {"water_level_m": "NaN"}},
+        {"serial": "NO-SUCH-SERIAL", "telemetry": {"a": 1}},
+    ]}  # fmt: skip
+    answer = await api.post(
+        "/api/v1/vendor/telemetry", json=batch, headers={"X-API-Key": vendor_key}
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert (body["accepted"], body["rejected"]) == (2, 2)
+    assert [r["status"] for r in body["results"]] == ["accepted", "accepted", "rejected",
+                                                      "rejected"]  # fmt: skip
+    assert "NaN" in body["results"][2]["reason"]
+    assert body["results"][3]["reason"] == "no such device of this vendor"
+    packed = await telemetry_of(prepared, first, "vb_mark")
+    assert packed.via == "vendor" and [r.values["vb_mark"] for r in packed.readings] == [1, 2]
+    for headers, status in [({}, 401), ({"X-API-Key": keys["water"]}, 403)]:
+        denied = await api.post("/api/v1/vendor/telemetry", json=batch, headers=headers)
+        assert denied.status_code == status
