@@ -46,10 +46,13 @@ async def run_batch_loop(
     wait_ms: int = 100,
     commit_every_s: float = 0.5,
     listener: ConsumerRebalanceListener | None = None,
+    on_tick: Callable[[], Awaitable[None]] | None = None,
+    tick_s: float = 1.0,
 ) -> None:
     """Consume ``topic`` in the stage's group forever: batches in partition order to
     ``handle``, then commit. ``listener`` hears of partitions assigned and revoked (a stateful
-    stage restores and drops its state there). Returns only when cancelled."""
+    stage restores and drops its state there); ``on_tick`` runs every ``tick_s`` between
+    batches (deadlines). Returns only when cancelled."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap,
         group_id=group_for(settings, stage),
@@ -65,13 +68,16 @@ async def run_batch_loop(
     else:
         consumer.subscribe([settings.topic(topic)], listener=listener)
     await consumer.start()
-    last_commit = time.monotonic()
+    last_commit = last_tick = time.monotonic()
     try:
         while True:
             batches = await consumer.getmany(timeout_ms=wait_ms, max_records=max_records)
             records = [record for partition in sorted(batches) for record in batches[partition]]
             if records:
                 await handle(records)
+            if on_tick is not None and time.monotonic() - last_tick >= tick_s:
+                last_tick = time.monotonic()
+                await on_tick()
             # Committing is a round trip to the broker: once per interval, not per batch (a
             # crash replays at most that much more, which the sinks make harmless).
             if time.monotonic() - last_commit >= commit_every_s:

@@ -6,14 +6,22 @@ Both are batch loops (streams/batchloop.py): a Faust agent's per-record cost is 
 issue measured as the limit, and a telemetry record already packs a request's readings. The
 rules keep each device's alarm states in memory and in the compacted `iot.rules.state` topic
 (state first, then alarms and events, then the commit: a replay finds the state ahead and
-emits nothing twice). No-data detection is not here yet.
+emits nothing twice).
+
+No data: each reading arms its device's deadline (last reading + the device's inactivity
+timeout) in a heap per partition; a tick every second fires what has passed, never a sweep of
+all devices. No-data alarms go to the alarms tables but do not become events (a district's
+devices going dark is one problem for the operations centre, not a ticket per device).
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import math
+import time
 import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -33,7 +41,17 @@ from streams.batchloop import run_batch_loop
 from streams.changelog import read_partitions
 from streams.correlate.engine import correlation_key
 from streams.deadletter import describe, send_to_dead_letter
-from streams.iot.rules import PROFILES, RANK, AlarmChange, AlarmState, evaluate
+from streams.iot.rules import (
+    PROFILES,
+    RANK,
+    AlarmChange,
+    AlarmState,
+    NoDataRule,
+    evaluate,
+    no_data_deadline,
+    on_deadline,
+    on_reading,
+)
 from streams.retry import retry_until_done
 
 STAGE = "iot-rules"
@@ -41,25 +59,53 @@ STAGE = "iot-rules"
 EVENT_MIN_SEVERITY = "major"
 PRIORITY_OF = {"warning": Priority.LOW, "minor": Priority.NORMAL, "major": Priority.HIGH,
                "critical": Priority.URGENT}  # fmt: skip
-DeviceStates = dict[str, AlarmState]
+NO_DATA = "no-data"
+
+
+@dataclass
+class DeviceEntry:
+    profile: str
+    timeout_s: float  # the device's inactivity timeout
+    states: dict[str, AlarmState] = field(default_factory=dict)
+
+    def to_json(self) -> bytes:
+        alarms = {alarm_type: state.to_dict() for alarm_type, state in self.states.items()}
+        return orjson.dumps(
+            {"profile": self.profile, "timeout_s": self.timeout_s, "alarms": alarms}
+        )
+
+    @classmethod
+    def from_json(cls, value: bytes) -> DeviceEntry:
+        data = orjson.loads(value)
+        states = {t: AlarmState.from_dict(s) for t, s in data["alarms"].items()}
+        return cls(data["profile"], float(data["timeout_s"]), states)
+
+    def no_data_rule(self) -> NoDataRule:
+        return NoDataRule(timeout_s=self.timeout_s)
 
 
 class RulesState(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Each owned partition's devices and their alarm states; ``lock`` held by a batch."""
+    """Each owned partition's devices (alarm states) and no-data deadlines; ``lock`` is held
+    by a batch or a tick."""
 
     def __init__(self, *, bootstrap: str, changelog: str) -> None:
         self._bootstrap = bootstrap
         self.changelog = changelog
-        self._partitions: dict[int, dict[bytes, DeviceStates]] = {}
+        self.devices: dict[int, dict[bytes, DeviceEntry]] = {}
+        self.deadlines: dict[int, list[tuple[int, bytes]]] = {}
         self.lock = asyncio.Lock()
 
-    def of(self, partition: int, device: bytes) -> DeviceStates:
-        return self._partitions.setdefault(partition, {}).setdefault(device, {})
+    def arm(self, partition: int, device: bytes, entry: DeviceEntry) -> None:
+        watch = entry.states.get(NO_DATA)
+        if watch is not None and watch.last_ts_ms is not None and watch.active is None:
+            deadline = no_data_deadline(entry.no_data_rule(), watch.last_ts_ms)
+            heapq.heappush(self.deadlines.setdefault(partition, []), (deadline, device))
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         async with self.lock:
             for tp in revoked:
-                self._partitions.pop(tp.partition, None)
+                self.devices.pop(tp.partition, None)
+                self.deadlines.pop(tp.partition, None)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         partitions = sorted(tp.partition for tp in assigned)
@@ -67,10 +113,11 @@ class RulesState(ConsumerRebalanceListener):  # type: ignore[misc]
             entries = await read_partitions(self._bootstrap, self.changelog, partitions)
             async with self.lock:
                 for partition, rows in entries.items():
-                    self._partitions[partition] = {
-                        device: {t: AlarmState.from_dict(s) for t, s in orjson.loads(v).items()}
-                        for device, v in rows.items()
-                    }
+                    owned = {key: DeviceEntry.from_json(value) for key, value in rows.items()}
+                    self.devices[partition] = owned
+                    self.deadlines[partition] = []
+                    for key, entry in owned.items():
+                        self.arm(partition, key, entry)
 
 
 class Devices:
@@ -82,7 +129,8 @@ class Devices:
     async def get(self, pool: Any, device_id: uuid.UUID) -> dict[str, Any] | None:
         if device_id not in self._known:
             row = await pool.fetchrow(
-                """SELECT d.serial, d.lon, d.lat, d.h3_cell, d.district_code, p.name AS profile
+                """SELECT d.serial, d.lon, d.lat, d.h3_cell, d.district_code,
+                          d.inactivity_timeout_s, p.name AS profile
                    FROM devices d JOIN device_profiles p ON p.code = d.profile_code
                    WHERE d.device_id = $1""",
                 device_id,
@@ -101,12 +149,12 @@ def _number(value: Any) -> float | None:
     return None
 
 
-def _alarm_record(telemetry: TelemetryV1, raised_at: int, change: AlarmChange) -> bytes:
+def _alarm_record(device_id: uuid.UUID, profile: str, raised_at: int, change: AlarmChange) -> bytes:
     return dumps(
         AlarmChangeV1(
-            alarm_id=alarm_id_for(telemetry.device_id, change.alarm_type, raised_at),
-            device_id=telemetry.device_id,
-            profile=telemetry.profile,
+            alarm_id=alarm_id_for(device_id, change.alarm_type, raised_at),
+            device_id=device_id,
+            profile=profile,
             alarm_type=change.alarm_type,
             kind=change.kind,
             severity=change.severity,
@@ -149,9 +197,7 @@ async def evaluate_batch(
 ) -> None:
     pool = await worker_pool.get()
     async with state.lock:
-        changed: dict[int, dict[bytes, bytes | None]] = {}
-        alarms: list[tuple[bytes, bytes]] = []
-        events: list[tuple[bytes, bytes]] = []
+        out = Outputs()
         refused = 0
         for record in records:
             try:
@@ -160,48 +206,93 @@ async def evaluate_batch(
                 await send_to_dead_letter(record, stage=STAGE, reason=describe(exc))
                 refused += 1
                 continue
-            rules = PROFILES.get(telemetry.profile, ([], None))[0]
+            device = await devices.get(pool, telemetry.device_id)
+            if device is None or telemetry.profile not in PROFILES or not telemetry.readings:
+                continue
             key = telemetry.device_id.bytes
-            states = state.of(record.partition, key)
-            for reading in sorted(telemetry.readings, key=lambda r: r.ts):
-                for rule in rules:
-                    value = _number(reading.values.get(rule.key))
-                    if value is None:
-                        continue
-                    old = states.get(rule.alarm_type)
-                    new, alarm_changes = evaluate(rule, old, reading.ts, value)
-                    states[rule.alarm_type] = new
-                    for change in alarm_changes:
-                        # The alarm's identity is its raise time: after a clear only the old
-                        # state still knows it.
-                        raised_at = new.raised_at_ms or (old.raised_at_ms if old else None)
-                        record_out = _alarm_record(telemetry, raised_at or change.at_ms, change)
-                        alarms.append((key, record_out))
-                        severe = (
-                            change.severity and RANK[change.severity] >= RANK[EVENT_MIN_SEVERITY]
-                        )
-                        if change.kind in ("raised", "escalated") and severe:
-                            device = await devices.get(pool, telemetry.device_id)
-                            if device is not None:
-                                event = _event(pack, telemetry, device, change)
-                                events.append((correlation_key(event), dumps(event)))
-            if rules:
-                entries = changed.setdefault(record.partition, {})
-                entries[key] = orjson.dumps({t: s.to_dict() for t, s in states.items()})
-        await _publish(state, changed, alarms, events)
+            owned = state.devices.setdefault(record.partition, {})
+            entry = owned.get(key)
+            if entry is None:
+                entry = owned[key] = DeviceEntry(telemetry.profile, device["inactivity_timeout_s"])
+            await _apply_readings(pack, device, telemetry, entry, out)
+            # Any reading clears a no-data alarm and re-arms the device's deadline.
+            latest = max(reading.ts for reading in telemetry.readings)
+            old_watch = entry.states.get(NO_DATA)
+            watch, cleared = on_reading(entry.no_data_rule(), old_watch, latest)
+            entry.states[NO_DATA] = watch
+            out.alarms += [(key, _alarm_record(telemetry.device_id, telemetry.profile,
+                                               _raised_at(old_watch, watch, c), c))
+                           for c in cleared]  # fmt: skip
+            state.arm(record.partition, key, entry)
+            out.changed.setdefault(record.partition, {})[key] = entry.to_json()
+        await _publish(state, out)
         if refused:
             await app.producer.flush()
 
 
-async def _publish(
-    state: RulesState,
-    changed: dict[int, dict[bytes, bytes | None]],
-    alarms: list[tuple[bytes, bytes]],
-    events: list[tuple[bytes, bytes]],
+@dataclass
+class Outputs:
+    changed: dict[int, dict[bytes, bytes | None]] = field(default_factory=dict)
+    alarms: list[tuple[bytes, bytes]] = field(default_factory=list)
+    events: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+
+def _raised_at(old: AlarmState | None, new: AlarmState, change: AlarmChange) -> int:
+    """The alarm's identity is its raise time: after a clear only the old state knows it."""
+    return new.raised_at_ms or (old.raised_at_ms if old else None) or change.at_ms
+
+
+async def _apply_readings(
+    pack: Pack, device: dict[str, Any], telemetry: TelemetryV1, entry: DeviceEntry, out: Outputs
 ) -> None:
+    key = telemetry.device_id.bytes
+    for reading in sorted(telemetry.readings, key=lambda r: r.ts):
+        for rule in PROFILES[telemetry.profile][0]:
+            value = _number(reading.values.get(rule.key))
+            if value is None:
+                continue
+            old = entry.states.get(rule.alarm_type)
+            new, changes = evaluate(rule, old, reading.ts, value)
+            entry.states[rule.alarm_type] = new
+            for change in changes:
+                raised_at = _raised_at(old, new, change)
+                out.alarms.append((key, _alarm_record(telemetry.device_id, telemetry.profile,
+                                                      raised_at, change)))  # fmt: skip
+                severe = change.severity and RANK[change.severity] >= RANK[EVENT_MIN_SEVERITY]
+                if change.kind in ("raised", "escalated") and severe:
+                    event = _event(pack, telemetry, device, change)
+                    out.events.append((correlation_key(event), dumps(event)))
+
+
+async def fire_deadlines(state: RulesState, *, now_ms: int) -> None:
+    """Raise no-data alarms whose deadline has passed (one tick)."""
+    async with state.lock:
+        out = Outputs()
+        for partition, heap in state.deadlines.items():
+            owned = state.devices.get(partition, {})
+            while heap and heap[0][0] <= now_ms:
+                deadline, key = heapq.heappop(heap)
+                entry = owned.get(key)
+                watch = entry.states.get(NO_DATA) if entry else None
+                if entry is None or watch is None or watch.last_ts_ms is None:
+                    continue
+                rule = entry.no_data_rule()
+                if no_data_deadline(rule, watch.last_ts_ms) != deadline:
+                    continue  # armed again by a later reading
+                new, changes = on_deadline(rule, watch, watch.last_ts_ms, now_ms)
+                entry.states[NO_DATA] = new
+                device_id = uuid.UUID(bytes=key)
+                out.alarms += [(key, _alarm_record(device_id, entry.profile, c.at_ms, c))
+                               for c in changes]  # fmt: skip
+                out.changed.setdefault(partition, {})[key] = entry.to_json()
+        await _publish(state, out)
+
+
+async def _publish(state: RulesState, out: Outputs) -> None:
     """State first, then what it caused: a crash in between replays into a state that is
     ahead, which emits nothing twice."""
     bus = await worker_bus.get()
+    changed, alarms, events = out.changed, out.alarms, out.events
     for partition, entries in changed.items():
         send = partial(bus.send_to_partition, state.changelog, partition, list(entries.items()))
         await retry_until_done(send, what=f"{len(entries)} device alarm states")
@@ -223,6 +314,7 @@ async def iot_rules() -> None:
         handle=partial(evaluate_batch, load_pack(settings.pack_dir), Devices(), state),
         max_records=settings.worker_batch_size,
         listener=state,
+        on_tick=lambda: fire_deadlines(state, now_ms=int(time.time() * 1000)),
     )
 
 

@@ -144,6 +144,7 @@ async def register_device(
     department: str = "water",
     lon: float = 120.66,
     lat: float = 28.01,
+    inactivity_timeout_s: int = 600,
 ) -> uuid.UUID:
     """One device of vendor `test-vendor` in 鹿城区 by default, with the given token."""
     serial = f"TEST-{uuid.uuid4().hex[:8]}"
@@ -153,7 +154,8 @@ async def register_device(
         )
         records, _ = prepare_rows(
             [{"serial": serial, "vendor": "test-vendor", "profile": profile,
-              "lon": str(lon), "lat": str(lat), "token": token}],
+              "lon": str(lon), "lat": str(lat), "token": token,
+              "inactivity_timeout_s": str(inactivity_timeout_s)}],
             profiles={profile: Profile(profile, department, 60, 600)},
             departments={department}, vendors={"test-vendor"},
             district_of=lambda lon, lat: "330302", contains=lambda lon, lat: True,

@@ -33,7 +33,9 @@ async def test_a_rising_river_raises_escalates_and_clears_an_alarm_and_opens_a_t
 
     async def cleared() -> Any:
         row = await pool.fetchrow(
-            "SELECT alarm_id, cleared_at FROM alarms WHERE device_id = $1", device_id
+            "SELECT alarm_id, cleared_at FROM alarms"
+            " WHERE device_id = $1 AND alarm_type = 'high-water-level'",
+            device_id,
         )
         return row if row is not None and row["cleared_at"] is not None else None
 
@@ -47,10 +49,12 @@ async def test_a_rising_river_raises_escalates_and_clears_an_alarm_and_opens_a_t
     # The alarm times are the data's, not the worker's.
     assert int(history[0]["at"].timestamp() * 1000) == t0 + 130_000
     assert "critical" in {h["severity"] for h in history}
-    active = await pool.fetchval(
-        "SELECT count(*) FROM alarms WHERE device_id = $1 AND cleared_at IS NULL", device_id
+    # Its last reading is 27 minutes old, past the 10-minute inactivity timeout: the device is
+    # now silent, so the only alarm left active is no-data.
+    active = await pool.fetch(
+        "SELECT alarm_type FROM alarms WHERE device_id = $1 AND cleared_at IS NULL", device_id
     )
-    assert active == 0
+    assert [a["alarm_type"] for a in active] in ([], ["no-data"])
 
     async def ticketed() -> Any:
         return await pool.fetchrow(
@@ -70,3 +74,31 @@ async def test_a_rising_river_raises_escalates_and_clears_an_alarm_and_opens_a_t
         f"{device_id}:%",
     )
     assert tickets == 1
+
+
+async def test_a_silent_device_raises_no_data_and_its_next_reading_clears_it(
+    api: httpx.AsyncClient, worker: Any, pool: Any
+) -> None:
+    """A device whose inactivity timeout is 2 s: its reading arms a deadline; the worker's
+    tick raises `no-data` once it passes; the next reading clears it. No ticket comes of it."""
+    token = f"tok-{uuid.uuid4().hex}"
+    device_id = await register_device(pool, token, inactivity_timeout_s=2)
+    assert (await api.post(f"/api/v1/{token}/telemetry", json={"water_level_m": 1.0})).is_success
+
+    async def alarm(cleared: bool) -> Any:
+        row = await pool.fetchrow(
+            "SELECT alarm_id, raised_at, cleared_at FROM alarms"
+            " WHERE device_id = $1 AND alarm_type = 'no-data'",
+            device_id,
+        )
+        return row if row is not None and (row["cleared_at"] is not None) == cleared else None
+
+    raised = await eventually(lambda: alarm(cleared=False), seconds=30)
+    assert (await api.post(f"/api/v1/{token}/telemetry", json={"water_level_m": 1.0})).is_success
+    cleared = await eventually(lambda: alarm(cleared=True), seconds=30)
+    assert cleared["alarm_id"] == raised["alarm_id"] and cleared["cleared_at"] > raised["raised_at"]
+    events = await pool.fetchval(
+        "SELECT count(*) FROM events WHERE source = 'iot' AND external_id LIKE $1",
+        f"{device_id}:%",
+    )
+    assert events == 0
