@@ -29,6 +29,7 @@ from hub.bus import BusUnavailable, EventBus
 from hub.db import create_pool
 from hub.limits import BodySizeLimit, RefuseNulInUrl
 from hub.settings import Settings, get_settings
+from iot_ingest.alarm_views import router as alarms_router
 from iot_ingest.devices import DeviceRates, DeviceTokens
 from iot_ingest.views import router as device_router
 from schemas.intake import CIVIC_SOURCES
@@ -181,6 +182,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         admin_router,
         routing_router,
         open311_router,
+        alarms_router,
         device_router,  # last: /api/v1/{token}/… must not shadow the fixed paths above
     ):
         app.include_router(router)

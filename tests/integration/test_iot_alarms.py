@@ -12,6 +12,8 @@ import httpx
 import orjson
 import pytest
 
+from iot_ingest.alarms import store_alarm_changes
+from schemas.alarm import AlarmChangeV1, alarm_id_for
 from tests.integration.helpers import eventually, register_device
 
 pytestmark = pytest.mark.integration
@@ -102,3 +104,38 @@ async def test_a_silent_device_raises_no_data_and_its_next_reading_clears_it(
         f"{device_id}:%",
     )
     assert events == 0
+
+
+async def test_a_department_lists_and_acknowledges_its_devices_alarms_only(
+    api: httpx.AsyncClient, pool: Any, keys: dict[str, str]
+) -> None:
+    device_id = await register_device(pool, f"tok-{uuid.uuid4().hex}")  # the water department's
+    at = int(time.time() * 1000)
+    raised = AlarmChangeV1(
+        alarm_id=alarm_id_for(device_id, "high-water-level", at), device_id=device_id,
+        profile="water-level", alarm_type="high-water-level", kind="raised", severity="critical",
+        previous=None, raised_at=at, at=at, value=5.2, reason="water_level_m 5.2 >= 5",
+    )  # fmt: skip
+    await store_alarm_changes(pool, [raised, raised])  # a replay changes nothing
+    water, lucheng, ops = ({"X-API-Key": keys[k]} for k in ("water", "lucheng", "ops"))
+
+    mine = await api.get("/api/v1/alarms", headers=water)
+    assert mine.status_code == 200 and str(raised.alarm_id) in {a["alarm_id"] for a in mine.json()}
+    theirs = await api.get("/api/v1/alarms", headers=lucheng)
+    assert str(raised.alarm_id) not in {a["alarm_id"] for a in theirs.json()}
+    everything = await api.get("/api/v1/alarms", headers=ops, params={"severity": "critical"})
+    assert str(raised.alarm_id) in {a["alarm_id"] for a in everything.json()}
+
+    url = f"/api/v1/alarms/{raised.alarm_id}/ack"
+    assert (await api.post(url, headers=lucheng)).status_code == 403
+    acked = await api.post(url, headers=water)
+    assert acked.status_code == 200 and acked.json()["acknowledged_by"].startswith(
+        "department:water"
+    )
+    again = await api.post(url, headers=ops)
+    assert again.json()["acknowledged_at"] == acked.json()["acknowledged_at"]
+    assert (await api.post(f"/api/v1/alarms/{uuid.uuid4()}/ack", headers=ops)).status_code == 404
+    kinds = await pool.fetch(
+        "SELECT kind FROM alarm_history WHERE alarm_id = $1 ORDER BY at", raised.alarm_id
+    )
+    assert [k["kind"] for k in kinds] == ["raised", "acknowledged"]
