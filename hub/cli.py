@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -142,20 +143,27 @@ def cmd_vendors(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_devices(args: argparse.Namespace, settings: Settings) -> int:
-    import csv
-    import time
-
+def _district_of(settings: Settings) -> Callable[[float, float], str | None]:
     from geo.jurisdiction import DistrictIndex
-    from hub.pack import load_pack
-    from iot_ingest.registry import RegistryError, import_file
 
-    pack = load_pack(settings.pack_dir)
     index = DistrictIndex.from_geojson(settings.pack_dir / "districts.geojson")
 
     def district_of(lon: float, lat: float) -> str | None:
         district = index.district_of(lon, lat)
         return district.code if district else None
+
+    return district_of
+
+
+def cmd_devices(args: argparse.Namespace, settings: Settings) -> int:
+    import csv
+    import time
+
+    from hub.pack import load_pack
+    from iot_ingest.registry import RegistryError, import_file
+
+    pack = load_pack(settings.pack_dir)
+    district_of = _district_of(settings)
 
     async def run() -> Any:
         conn = await asyncpg.connect(settings.dsn)
@@ -180,6 +188,50 @@ def cmd_devices(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{len(report.tokens)} new access tokens written to {args.tokens_out} "
               "(shown only this once: only their hashes are stored)")  # fmt: skip
     return 0
+
+
+def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from hub.auth import create_api_key
+    from hub.pack import load_pack
+    from iot_ingest import simulator
+    from iot_ingest.registry import import_rows
+
+    pack = load_pack(settings.pack_dir)
+    district_of = _district_of(settings)
+    devices = simulator.place_devices(args.devices, seed=args.seed, bbox=pack.bbox,
+                                      district_of=district_of)  # fmt: skip
+    rows = [{"serial": d.serial, "vendor": "sim", "profile": d.profile, "lon": str(d.lon),
+             "lat": str(d.lat)} for d in devices]  # fmt: skip
+
+    async def prepare() -> str:
+        conn = await asyncpg.connect(settings.dsn)
+        try:
+            await conn.execute(
+                "INSERT INTO vendors (code, name) VALUES ('sim', 'hub simulate')"
+                " ON CONFLICT (code) DO NOTHING"
+            )
+            report = await import_rows(conn, rows, district_of=district_of,
+                                       contains=pack.contains)  # fmt: skip
+            print(f"simulate: {report.rows} devices registered ({report.new} new)")
+            return await create_api_key(conn, role="vendor", scope="sim", label="hub simulate")
+        finally:
+            await conn.close()
+
+    key = asyncio.run(prepare())
+    scenario = simulator.Scenario(name=args.scenario, started_at=time.time())
+    base = args.api or f"http://{settings.api_host}:{settings.api_port}"
+    print(f"simulate: {len(devices)} devices every {args.interval} s, scenario {args.scenario}, "
+          f"posting to {base}")  # fmt: skip
+    try:
+        totals = asyncio.run(
+            simulator.run(base, key, devices, interval_s=args.interval,
+                          duration_s=args.duration, scenario=scenario)
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        return 0
+    print(f"simulate: done: {totals.accepted} accepted, {totals.rejected} rejected, "
+          f"{totals.failed_requests} failed requests")  # fmt: skip
+    return 0 if totals.failed_requests == 0 else 1
 
 
 def cmd_routing(args: argparse.Namespace, settings: Settings) -> int:
@@ -235,6 +287,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokens-out", default="device-tokens.csv",
                    help="where the tokens the hub makes for new devices go (CSV)")  # fmt: skip
     p.set_defaults(func=cmd_devices)
+
+    p = sub.add_parser("simulate", help="simulated devices reporting through the vendor API")
+    p.add_argument("--devices", type=int, default=1000)
+    p.add_argument("--interval", type=int, default=10, help="seconds between a device's reports")
+    p.add_argument("--duration", type=float, default=0, help="seconds; 0 runs until Ctrl-C")
+    p.add_argument("--scenario", choices=["calm", "typhoon", "fire", "offline"], default="calm")
+    p.add_argument("--api", help="the hub's API (default: HUB_API_HOST:HUB_API_PORT)")
+    p.add_argument("--seed", type=int, default=1)
+    p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser(
         "routing",

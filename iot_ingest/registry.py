@@ -185,6 +185,17 @@ class ImportReport:
 async def import_file(conn: Any, path: str, *, district_of: Callable[[float, float], str | None],
                       contains: Callable[[float, float], bool]) -> ImportReport:  # fmt: skip
     """Read, check and import a devices CSV (columns: COLUMNS; REQUIRED ones at least)."""
+    return await import_rows(conn, read_csv(path), district_of=district_of, contains=contains)
+
+
+async def import_rows(
+    conn: Any,
+    rows: Iterable[dict[str, str]],
+    *,
+    district_of: Callable[[float, float], str | None],
+    contains: Callable[[float, float], bool],
+) -> ImportReport:
+    """Check and import device rows (the CSV's columns as strings)."""
     profiles = {
         row["code"]: Profile(row["code"], row["department_code"], row["reporting_interval_s"],
                              row["inactivity_timeout_s"])
@@ -193,7 +204,7 @@ async def import_file(conn: Any, path: str, *, district_of: Callable[[float, flo
     departments = {row["code"] for row in await conn.fetch("SELECT code FROM departments")}
     vendors = {row["code"] for row in await conn.fetch("SELECT code FROM vendors")}
     records, made = prepare_rows(
-        read_csv(path),
+        rows,
         profiles=profiles,
         departments=departments,
         vendors=vendors,

@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 
 from geo.h3cells import cell_of
+from schemas import topics
+from tests.integration.helpers import end_offsets
 
 pytestmark = pytest.mark.integration
 PROFILES = ["water-level", "rainfall", "smoke", "combustible-gas", "building-tilt",
@@ -130,3 +132,16 @@ async def test_a_bad_row_is_named_and_nothing_is_imported(
         "SELECT count(*) FROM devices WHERE serial LIKE $1", f"{tmp_path.name[-6:]}-%"
     )
     assert count == 0
+
+
+async def test_hub_simulate_registers_devices_and_reports_through_the_vendor_api(
+    api_url: str, prepared: Any
+) -> None:
+    result = hub("simulate", "--devices", "300", "--interval", "2", "--duration", "4",
+                 "--api", api_url, "--scenario", "typhoon")  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "300 devices registered" in result.stdout
+    # 300 devices every 2 s for 4 s: each reported twice, none refused
+    assert "done: 600 accepted, 0 rejected, 0 failed requests" in result.stdout, result.stdout
+    count = await end_offsets(prepared, topics.IOT_TELEMETRY)
+    assert count >= 600
