@@ -89,28 +89,30 @@ def reading(
     near_fire = scenario.name == "fire" and (
         _metres(device.lon, device.lat, scenario.lon, scenario.lat) <= FIRE_RADIUS_M
     )
+    # Sensor noise small enough for the profiles' rate-of-change rules, which compare
+    # consecutive readings (10 s apart here): noisier data raised false alarms in calm weather.
     noise = rng.gauss
     match device.profile:
         case "water-level":
-            return {"water_level_m": round(2.5 + 3.0 * flooding + noise(0, 0.02), 3)}
+            return {"water_level_m": round(2.5 + 3.0 * flooding + noise(0, 0.002), 3)}
         case "rainfall":
             return {"rainfall_mm_h": round(max(0.0, 2 + 78 * storm + noise(0, 1)), 1)}
         case "smoke":
             obscuration = 12.0 if near_fire else abs(noise(0, 0.2))
             return {"smoke_alarm": int(near_fire), "smoke_obscuration_pct_m": round(obscuration, 2)}
         case "combustible-gas":
-            return {"gas_lel_pct": round(max(0.0, (30 if near_fire else 0) + noise(1, 0.5)), 1)}
+            return {"gas_lel_pct": round(max(0.0, (30 if near_fire else 0) + noise(1, 0.1)), 1)}
         case "building-tilt":
-            return {"tilt_deg": round(0.1 + 0.5 * storm + noise(0, 0.01), 3)}
+            return {"tilt_deg": round(0.1 + 0.5 * storm + noise(0, 0.0001), 5)}
         case "building-settlement":
-            return {"settlement_mm": round(3 + 5 * storm + noise(0, 0.1), 2)}
+            return {"settlement_mm": round(3 + 5 * storm + noise(0, 0.0005), 4)}
         case "manhole-cover":
             return {
                 "cover_open": int(flooding > 0.9),
                 "cover_tilt_deg": round(abs(noise(0, 0.3)), 2),
             }
         case _:  # hydrant-pressure
-            return {"pressure_mpa": round(0.35 - (0.3 if near_fire else 0.0) + noise(0, 0.005), 3)}
+            return {"pressure_mpa": round(0.35 - (0.3 if near_fire else 0.0) + noise(0, 0.001), 4)}
 
 
 def due(devices: list[SimDevice], tick: int, interval_s: int) -> list[SimDevice]:
