@@ -22,11 +22,10 @@ from dispatch.rulebook import RulebookCache
 from dispatch.sla.escalation import run_cycle
 from dispatch.tickets import service
 from schemas import topics
-from schemas.codec import loads
 from schemas.incident import IncidentChangeV1
 from streams.app import app, settings, worker_bus, worker_pool
 from streams.batchloop import run_batch_loop
-from streams.deadletter import describe, send_to_dead_letter
+from streams.deadletter import decode_or_dead_letter, send_to_dead_letter
 from streams.retry import retry_until_done
 
 log = logging.getLogger(__name__)
@@ -38,16 +37,6 @@ rulebook = RulebookCache(settings.pack_dir)
 # (bench.dispatch); the loop drains a backlog at the same rate as larger batches would.
 SLA_BATCH = 500
 WEBHOOK_BATCH = 50
-
-
-async def _decode(records: list[Any]) -> list[tuple[Any, IncidentChangeV1]]:
-    decoded = []
-    for record in records:
-        try:
-            decoded.append((record, loads(IncidentChangeV1, record.value)))
-        except ValueError as exc:
-            await send_to_dead_letter(record, stage=STAGE, reason=describe(exc))
-    return decoded
 
 
 async def _store(pool: Any, changes: list[IncidentChangeV1]) -> None:
@@ -73,7 +62,7 @@ async def _store_or_isolate(pool: Any, decoded: list[tuple[Any, IncidentChangeV1
 
 
 async def store_batch(pool: Any, records: list[Any]) -> None:
-    decoded = await _decode(records)
+    decoded = await decode_or_dead_letter(records, IncidentChangeV1, stage=STAGE)
     if decoded:
         what = f"{len(decoded)} incident changes"
         await retry_until_done(partial(_store_or_isolate, pool, decoded), what=what)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import base64
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
+from schemas.codec import loads
 from streams.app import dead_letter
+
+M = TypeVar("M", bound=BaseModel)
 
 log = logging.getLogger(__name__)
 
@@ -63,3 +66,17 @@ async def send_to_dead_letter(message: Any, *, stage: str, reason: str) -> None:
         value=dead_letter_record(message=message, stage=stage, reason=reason),
         headers=[("reason", reason[:1000].encode()), ("stage", stage.encode())],
     )
+
+
+async def decode_or_dead_letter(
+    records: list[Any], model: type[M], *, stage: str
+) -> list[tuple[Any, M]]:
+    """Each record with its decoded value; the ones that do not decode go to the dead-letter
+    topic with the reason (flush the producer before committing the batch)."""
+    decoded = []
+    for record in records:
+        try:
+            decoded.append((record, loads(model, record.value)))
+        except ValueError as exc:  # JSON and validation errors are ValueErrors
+            await send_to_dead_letter(record, stage=stage, reason=describe(exc))
+    return decoded

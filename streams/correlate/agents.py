@@ -16,14 +16,14 @@ from typing import Any
 
 from hub.pack import Pack, load_pack
 from schemas import topics
-from schemas.codec import dumps, loads
+from schemas.codec import dumps
 from schemas.event import EventV1
 from schemas.incident import IncidentChangeV1
 from streams.app import app, settings, worker_bus
 from streams.batchloop import run_batch_loop
 from streams.correlate.engine import Incident, OpenSet, Rule, correlate
 from streams.correlate.state import CorrelationState, entry_key, entry_value
-from streams.deadletter import describe, send_to_dead_letter
+from streams.deadletter import decode_or_dead_letter
 from streams.retry import retry_until_done
 
 
@@ -64,14 +64,8 @@ async def correlate_batch(pack: Pack, state: CorrelationState, records: list[Any
 async def _correlate_and_write(pack: Pack, state: CorrelationState, records: list[Any]) -> None:
     changed: dict[int, dict[bytes, bytes | None]] = {}
     outputs: list[tuple[bytes, bytes]] = []
-    refused = 0
-    for record in records:
-        try:
-            event = loads(EventV1, record.value)
-        except ValueError as exc:
-            await send_to_dead_letter(record, stage=STAGE, reason=describe(exc))
-            refused += 1
-            continue
+    decoded = await decode_or_dead_letter(records, EventV1, stage=STAGE)
+    for record, event in decoded:
         key: bytes = record.key or b""
         rule = rule_for(pack, event.category)
         if key.startswith(b"category:") and rule.radius_m > 0:
@@ -96,7 +90,7 @@ async def _correlate_and_write(pack: Pack, state: CorrelationState, records: lis
     if outputs:
         send = partial(bus.send_many, settings.topic(topics.INCIDENTS), outputs)
         await retry_until_done(send, what=f"{len(outputs)} incident changes")
-    if refused:
+    if len(decoded) < len(records):
         await app.producer.flush()  # the dead letters are out before the batch is committed
 
 

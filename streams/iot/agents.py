@@ -33,14 +33,14 @@ from hub.pack import Pack, load_pack
 from iot_ingest.alarms import store_alarm_changes
 from schemas import topics
 from schemas.alarm import AlarmChangeV1, alarm_id_for
-from schemas.codec import dumps, loads
+from schemas.codec import dumps
 from schemas.event import Crs, EventV1, Location, Priority, Source, event_id_for
 from schemas.telemetry import TelemetryV1
 from streams.app import app, settings, worker_bus, worker_pool
 from streams.batchloop import run_batch_loop
 from streams.changelog import read_partitions
 from streams.correlate.engine import correlation_key
-from streams.deadletter import describe, send_to_dead_letter
+from streams.deadletter import decode_or_dead_letter
 from streams.iot.rules import (
     PROFILES,
     RANK,
@@ -198,14 +198,8 @@ async def evaluate_batch(
     pool = await worker_pool.get()
     async with state.lock:
         out = Outputs()
-        refused = 0
-        for record in records:
-            try:
-                telemetry = loads(TelemetryV1, record.value)
-            except ValueError as exc:
-                await send_to_dead_letter(record, stage=STAGE, reason=describe(exc))
-                refused += 1
-                continue
+        decoded = await decode_or_dead_letter(records, TelemetryV1, stage=STAGE)
+        for record, telemetry in decoded:
             device = await devices.get(pool, telemetry.device_id)
             if device is None or telemetry.profile not in PROFILES or not telemetry.readings:
                 continue
@@ -226,7 +220,7 @@ async def evaluate_batch(
             state.arm(record.partition, key, entry)
             out.changed.setdefault(record.partition, {})[key] = entry.to_json()
         await _publish(state, out)
-        if refused:
+        if len(decoded) < len(records):
             await app.producer.flush()
 
 
@@ -320,12 +314,7 @@ async def iot_rules() -> None:
 
 async def _store_batch(records: list[Any]) -> None:
     pool = await worker_pool.get()
-    changes = []
-    for record in records:
-        try:
-            changes.append(loads(AlarmChangeV1, record.value))
-        except ValueError as exc:
-            await send_to_dead_letter(record, stage="store-alarms", reason=describe(exc))
+    changes = [c for _, c in await decode_or_dead_letter(records, AlarmChangeV1, stage="alarms")]
     if changes:
         await retry_until_done(partial(store_alarm_changes, pool, changes),
                                what=f"{len(changes)} alarm changes")  # fmt: skip
