@@ -51,7 +51,7 @@ def _psql(sql: str, **variables: str) -> str:
 
 
 def ensure_role_and_database(dsn: str) -> None:
-    """Create the login role (allowed to create test databases) and its database, once."""
+    """Create the login role (allowed to create and force-drop test databases) and its database."""
     parts = urlsplit(dsn)
     user, password, database = parts.username, parts.password, parts.path.lstrip("/")
     if not (user and password and database):
@@ -59,6 +59,9 @@ def ensure_role_and_database(dsn: str) -> None:
     names = {"role": user, "password": password, "db": database}
     if _psql("SELECT 1 FROM pg_roles WHERE rolname = :'role'", **names) != "1":
         _psql("CREATE ROLE :\"role\" LOGIN CREATEDB PASSWORD :'password'", **names)
+    # Tests and benches drop their databases WITH (FORCE); an autovacuum worker inside one has
+    # no role, and terminating it needs pg_signal_backend (CI failed on exactly that once).
+    _psql('GRANT pg_signal_backend TO :"role"', **names)
     if _psql("SELECT 1 FROM pg_database WHERE datname = :'db'", **names) != "1":
         _psql('CREATE DATABASE :"db" OWNER :"role"', **names)
 
