@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 import time
 from collections.abc import Callable
@@ -143,6 +144,37 @@ def cmd_vendors(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
+    from iot_ingest.mqtt.gateway import run_gateway
+
+    logging.basicConfig(level=args.loglevel.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
+    host, port = args.host or settings.mqtt_host, args.port or settings.mqtt_port
+    asyncio.run(run_gateway(settings, host=host, port=port))
+    return 0
+
+
+def cmd_gateways(args: argparse.Namespace, settings: Settings) -> int:
+    from iot_ingest.registry import RegistryError, create_gateway
+
+    async def add() -> str:
+        conn = await asyncpg.connect(settings.dsn)
+        try:
+            return await create_gateway(conn, args.vendor, args.name)
+        finally:
+            await conn.close()
+
+    try:
+        token = asyncio.run(add())
+    except RegistryError as exc:
+        print(f"hub: {exc}", file=sys.stderr)
+        return 1
+    print(token)
+    print(f"gateway {args.name!r} of {args.vendor}: connect with this token as MQTT user name "
+          "(shown only this once; only its hash is stored)", file=sys.stderr)  # fmt: skip
+    return 0
+
+
 def _district_of(settings: Settings) -> Callable[[float, float], str | None]:
     from geo.jurisdiction import DistrictIndex
 
@@ -278,6 +310,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("code")
     p.add_argument("--name", default="")
     p.set_defaults(func=cmd_vendors)
+
+    p = sub.add_parser("gateway", help="serve the MQTT device gateway")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--loglevel", default="info", choices=["error", "warning", "info", "debug"])
+    p.set_defaults(func=cmd_gateway)
+
+    p = sub.add_parser("gateways", help="register an MQTT gateway: hub gateways add VENDOR NAME")
+    p.add_argument("action", choices=["add"])
+    p.add_argument("vendor")
+    p.add_argument("name")
+    p.set_defaults(func=cmd_gateways)
 
     p = sub.add_parser(
         "devices", help="import devices from CSV: hub devices import FILE [--tokens-out FILE]"

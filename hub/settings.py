@@ -53,6 +53,19 @@ class Settings(BaseSettings):
     # device limit is 10 per second); over it: HTTP 429, MQTT PUBACK 0x97.
     device_rate_per_s: float = Field(default=10.0, gt=0)
     device_rate_burst: float = Field(default=20.0, ge=1)
+    # The MQTT device gateway (`hub gateway`). ThingsBoard's default payload limit is 64 KiB.
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = 1883
+    mqtt_max_packet_bytes: int = Field(default=65536, ge=1024, le=16 * 1024 * 1024)
+    # QoS 1 messages a client may have unacknowledged (MQTT 5 Receive Maximum).
+    mqtt_receive_maximum: int = Field(default=100, ge=1, le=65535)
+    # Also bounded by the process's open-file limit.
+    mqtt_max_connections: int = Field(default=100_000, ge=1)
+    # Clients asking for no keep-alive or a longer one get this (MQTT 5 Server Keep Alive).
+    mqtt_max_keepalive_s: int = Field(default=300, ge=10, le=65535)
+    # A gateway connection speaks for many devices: its own message rate (each device's
+    # readings still count against that device's rate).
+    mqtt_gateway_rate_per_s: float = Field(default=500.0, gt=0)
     # How often the worker fires due SLA marks (warnings, breaches, escalations).
     sla_tick_s: float = Field(default=1.0, gt=0)
 

@@ -44,7 +44,8 @@ Values
 
 Keys and sizes
     Keys are 1 to `MAX_KEY_LENGTH` characters without control characters (Unicode ``Cc``); an
-    object holds at most `MAX_KEYS` keys; an object or an array is never empty; an array holds at
+    object holds at most `MAX_KEYS` keys; an object or an array is never empty, except a whole
+    body of ``{}`` (no readings: the SDK's HTTP connection test); an array holds at
     most `MAX_ITEMS` items. A gateway body names 1 to `MAX_DEVICES` devices, each name 1 to
     `MAX_DEVICE_NAME_LENGTH` characters without control characters, each mapped to an array of
     telemetry items. Bodies must be UTF-8 (a leading byte-order mark is skipped).
@@ -142,6 +143,8 @@ def parse_telemetry(body: bytes, *, now_ms: int) -> list[Reading]:
     [Reading(ts_ms=1000, values={'t': 21.5, 'on': True}, clamped=False)]
     """
     data = _load(body)
+    if data == {}:
+        return []  # the SDK's HTTP client posts {} to test the connection; ThingsBoard says 200
     if type(data) is dict:
         reading = _reading(data, now_ms)
         return [] if reading is None else [reading]

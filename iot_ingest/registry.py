@@ -215,3 +215,26 @@ async def import_rows(
     tokens = [(vendor, serial, token) for (vendor, serial), token in made.items()
               if (vendor, serial) in new]  # fmt: skip
     return ImportReport(rows=len(records), new=count, tokens=tokens)
+
+
+def gateway_id_for(vendor: str, name: str) -> uuid.UUID:
+    return uuid.uuid5(DEVICE_ID_NAMESPACE, f"gateway\x1f{vendor}\x1f{name}")
+
+
+async def create_gateway(conn: Any, vendor: str, name: str) -> str:
+    """Register (or re-key) a vendor's MQTT gateway; return its new access token (shown once)."""
+    if not 1 <= len(name) <= 128:
+        raise RegistryError("a gateway name must be 1–128 characters")
+    if await conn.fetchval("SELECT 1 FROM vendors WHERE code = $1", vendor) is None:
+        raise RegistryError(f"unknown vendor {vendor!r}")
+    token = new_token()
+    await conn.execute(
+        """INSERT INTO gateways (gateway_id, vendor_code, name, token_hash) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (vendor_code, name)
+           DO UPDATE SET token_hash = excluded.token_hash, disabled_at = NULL""",
+        gateway_id_for(vendor, name),
+        vendor,
+        name,
+        hash_token(token),
+    )
+    return token

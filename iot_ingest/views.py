@@ -126,6 +126,9 @@ async def _device(request: Request, pool: object, token: str) -> Device:
     device = await tokens.resolve(pool, token)
     if device is None:
         raise HTTPException(401, detail="unknown or disabled device token")
+    if device.gateway:
+        raise HTTPException(401, detail="a gateway's token: gateways publish over MQTT "
+                                        "(v1/gateway/telemetry), never as a device")  # fmt: skip
     rates: DeviceRates = request.app.state.device_rates
     if not rates.allow(device.device_id):
         raise HTTPException(429, detail="too many messages from this device",
@@ -144,6 +147,8 @@ async def post_telemetry(
         readings = parse_telemetry(await request.body(), now_ms=now_ms)
     except PayloadError as exc:
         raise HTTPException(400, detail=str(exc)) from None
+    if not readings:
+        return Response(status_code=200)  # all values null, or the SDK's {} connection test
     record = TelemetryV1(
         device_id=device.device_id,
         profile=device.profile,

@@ -124,12 +124,41 @@ async def producer(prepared: Settings) -> AsyncIterator[AIOKafkaProducer]:
     await producer.stop()
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def gateway_port(prepared: Settings) -> Iterator[int]:
+    """A real `hub gateway` (MQTT) process on this run's topics and database."""
+    port = free_port()
+    prepared.state_dir.mkdir(parents=True, exist_ok=True)
+    log = open(prepared.state_dir / f"gateway-{prepared.topic_prefix}log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hub.cli", "gateway", "--port", str(port), "--loglevel", "warning"],
+        env=os.environ, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert proc.poll() is None, "hub gateway exited"
+            assert time.monotonic() < deadline, "hub gateway did not listen"
+            time.sleep(0.2)
+    yield port
+    proc.terminate()
+    assert proc.wait(timeout=30) == 0, "hub gateway did not stop cleanly"
+
+
 @pytest.fixture(scope="session")
 def api_url(prepared: Settings) -> Iterator[str]:
     """A real `hub api` (uvicorn) process on this run's topics and database."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "hub.cli", "api", "--port", str(port)],
         env=os.environ,

@@ -1,0 +1,1 @@
+"""MQTT 5 / 3.1.1 device gateway."""
