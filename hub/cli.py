@@ -226,7 +226,7 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     from hub.auth import create_api_key
     from hub.pack import load_pack
     from iot_ingest import simulator
-    from iot_ingest.registry import import_rows
+    from iot_ingest.registry import create_gateway, import_rows
 
     pack = load_pack(settings.pack_dir)
     district_of = _district_of(settings)
@@ -235,7 +235,7 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     rows = [{"serial": d.serial, "vendor": "sim", "profile": d.profile, "lon": str(d.lon),
              "lat": str(d.lat)} for d in devices]  # fmt: skip
 
-    async def prepare() -> str:
+    async def prepare() -> tuple[str, list[str]]:
         conn = await asyncpg.connect(settings.dsn)
         try:
             await conn.execute(
@@ -245,20 +245,34 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
             report = await import_rows(conn, rows, district_of=district_of,
                                        contains=pack.contains)  # fmt: skip
             print(f"simulate: {report.rows} devices registered ({report.new} new)")
-            return await create_api_key(conn, role="vendor", scope="sim", label="hub simulate")
+            if args.via == "http":
+                key = await create_api_key(conn, role="vendor", scope="sim", label="hub simulate")
+                return key, []
+            tokens = [await create_gateway(conn, "sim", f"sim-gateway-{i}")
+                      for i in range(args.gateways)]  # fmt: skip
+            return "", tokens
         finally:
             await conn.close()
 
-    key = asyncio.run(prepare())
+    key, gateway_tokens = asyncio.run(prepare())
     scenario = simulator.Scenario(name=args.scenario, started_at=time.time())
-    base = args.api or f"http://{settings.api_host}:{settings.api_port}"
+    options: dict[str, Any] = {"interval_s": args.interval, "duration_s": args.duration,
+                               "scenario": scenario}  # fmt: skip
+    if args.via == "http":
+        base = args.api or f"http://{settings.api_host}:{settings.api_port}"
+        target = f"posting to {base}"
+        running = simulator.run_http(base, key, devices, **options)
+    else:
+        host, port = settings.mqtt_host, settings.mqtt_port
+        if args.mqtt:
+            host, _, given = args.mqtt.rpartition(":")
+            port = int(given)
+        target = f"publishing through {len(gateway_tokens)} MQTT gateways to {host}:{port}"
+        running = simulator.run_mqtt(host, port, gateway_tokens, devices, **options)
     print(f"simulate: {len(devices)} devices every {args.interval} s, scenario {args.scenario}, "
-          f"posting to {base}")  # fmt: skip
+          f"{target}")  # fmt: skip
     try:
-        totals = asyncio.run(
-            simulator.run(base, key, devices, interval_s=args.interval,
-                          duration_s=args.duration, scenario=scenario)
-        )  # fmt: skip
+        totals = asyncio.run(running)
     except KeyboardInterrupt:
         return 0
     print(f"simulate: done: {totals.accepted} accepted, {totals.rejected} rejected, "
@@ -332,12 +346,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where the tokens the hub makes for new devices go (CSV)")  # fmt: skip
     p.set_defaults(func=cmd_devices)
 
-    p = sub.add_parser("simulate", help="simulated devices reporting through the vendor API")
+    p = sub.add_parser("simulate", help="simulated devices reporting over HTTP or MQTT")
     p.add_argument("--devices", type=int, default=1000)
     p.add_argument("--interval", type=int, default=10, help="seconds between a device's reports")
     p.add_argument("--duration", type=float, default=0, help="seconds; 0 runs until Ctrl-C")
     p.add_argument("--scenario", choices=["calm", "typhoon", "fire", "offline"], default="calm")
+    p.add_argument(
+        "--via",
+        choices=["http", "mqtt"],
+        default="http",
+        help="the vendors' batch API, or MQTT gateways (v1/gateway/telemetry)",
+    )
     p.add_argument("--api", help="the hub's API (default: HUB_API_HOST:HUB_API_PORT)")
+    p.add_argument("--mqtt", help="HOST:PORT of `hub gateway` (default: HUB_MQTT_HOST:PORT)")
+    p.add_argument("--gateways", type=int, default=4, help="MQTT gateway connections")
     p.add_argument("--seed", type=int, default=1)
     p.set_defaults(func=cmd_simulate)
 

@@ -1,8 +1,11 @@
 """`hub simulate`: many devices of a realistic mix across Wenzhou, reporting through the
-vendors' batch API, with scenarios (a typhoon, a fire, a district going dark).
+vendors' batch API (HTTP) or MQTT gateways, with scenarios (a typhoon, a fire, a district going
+dark).
 
 Pure parts (placing devices, what each reports at a moment) are separate from the loop that
-posts, so they are unit-tested without services. The MQTT path joins when the gateway exists.
+sends, so they are unit-tested without services. Over MQTT the devices speak through a few
+gateway connections (ThingsBoard's gateway API), as field gateways do: one connection per
+device for 100,000 devices is more sockets than one client process may open.
 """
 
 from __future__ import annotations
@@ -11,11 +14,14 @@ import asyncio
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import orjson
+
+from iot_ingest.mqtt.client import MqttClient
 
 # Share of each profile among the devices (housing, water and fire departments' estates).
 MIX = {"smoke": 0.30, "water-level": 0.20, "rainfall": 0.08, "combustible-gas": 0.12,
@@ -92,7 +98,14 @@ def reading(
     # Sensor noise small enough for the profiles' rate-of-change rules, which compare
     # consecutive readings (10 s apart here): noisier data raised false alarms in calm weather.
     noise = rng.gauss
-    match device.profile:
+    health = {"battery_pct": 80 + rng.randrange(20), "rssi_dbm": -70 - rng.randrange(30)}
+    return {**_measured(device.profile, storm, flooding, near_fire, noise), **health}
+
+
+def _measured(
+    profile: str, storm: float, flooding: float, near_fire: bool, noise: Callable[..., float]
+) -> dict[str, float | int]:
+    match profile:
         case "water-level":
             return {"water_level_m": round(2.5 + 3.0 * flooding + noise(0, 0.002), 3)}
         case "rainfall":
@@ -128,16 +141,23 @@ class Totals:
     failed_requests: int = 0
 
 
+Send = Callable[[list[tuple[str, dict[str, Any]]], "Totals"], Awaitable[None]]
+
+
 async def post_batches(
-    client: httpx.AsyncClient, key: str, items: list[dict[str, Any]], totals: Totals,
+    client: httpx.AsyncClient, key: str, items: list[tuple[str, dict[str, Any]]], totals: Totals,
     *, batch_size: int = 500, concurrency: int = 4,
 ) -> None:  # fmt: skip
+    """(serial, telemetry) items through the vendors' batch API."""
     limit = asyncio.Semaphore(concurrency)
 
-    async def post(chunk: list[dict[str, Any]]) -> None:
+    async def post(chunk: list[tuple[str, dict[str, Any]]]) -> None:
+        body = {
+            "items": [{"serial": serial, "telemetry": telemetry} for serial, telemetry in chunk]
+        }
         async with limit:
             try:
-                answer = await client.post("/api/v1/vendor/telemetry", json={"items": chunk},
+                answer = await client.post("/api/v1/vendor/telemetry", json=body,
                                            headers={"X-API-Key": key})  # fmt: skip
             except httpx.HTTPError:
                 totals.failed_requests += 1
@@ -145,37 +165,84 @@ async def post_batches(
             if answer.status_code != 200:
                 totals.failed_requests += 1
                 return
-            body = answer.json()
-            totals.accepted += body["accepted"]
-            totals.rejected += body["rejected"]
+            result = answer.json()
+            totals.accepted += result["accepted"]
+            totals.rejected += result["rejected"]
 
     chunks = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
     totals.sent += len(items)
     await asyncio.gather(*(post(chunk) for chunk in chunks))
 
 
+async def publish_batches(
+    gateways: list[MqttClient], items: list[tuple[str, dict[str, Any]]], totals: Totals,
+    *, batch_size: int = 100,
+) -> None:  # fmt: skip
+    """(serial, telemetry) items as ``v1/gateway/telemetry`` messages (QoS 1), spread over the
+    gateway connections; a refused message (PUBACK ≥ 0x80) counts its readings as rejected."""
+
+    async def publish(index: int, chunk: list[tuple[str, dict[str, Any]]]) -> None:
+        body = orjson.dumps({serial: [telemetry] for serial, telemetry in chunk})
+        try:
+            code = await gateways[index % len(gateways)].publish("v1/gateway/telemetry", body)
+        except ConnectionError:
+            totals.failed_requests += 1
+            return
+        if code == 0:
+            totals.accepted += len(chunk)
+        else:
+            totals.rejected += len(chunk)
+
+    chunks = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
+    totals.sent += len(items)
+    await asyncio.gather(*(publish(i, chunk) for i, chunk in enumerate(chunks)))
+
+
 async def run(
-    base_url: str, key: str, devices: list[SimDevice], *, interval_s: int, duration_s: float,
+    send: Send, devices: list[SimDevice], *, interval_s: int, duration_s: float,
     scenario: Scenario, seed: int = 1, report: Callable[[str], None] = print,
 ) -> Totals:  # fmt: skip
-    """Post every device's readings once per ``interval_s`` for ``duration_s`` (0: forever)."""
+    """Send every device's readings once per ``interval_s`` for ``duration_s`` (0: forever)."""
     rng = random.Random(seed)  # noqa: S311 - simulated data, not secrets
     totals = Totals()
     started = time.monotonic()
-    async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
-        tick = 0
-        while not duration_s or time.monotonic() - started < duration_s:
-            now = time.time()
-            items = []
-            for device in due(devices, tick, interval_s):
-                values = reading(device, now, scenario, rng)
-                if values is not None:
-                    telemetry = {"ts": int(now * 1000), "values": values}
-                    items.append({"serial": device.serial, "telemetry": telemetry})
-            await post_batches(client, key, items, totals)
-            tick += 1
-            if tick % 10 == 0:
-                report(f"simulate: {totals.accepted} readings accepted, {totals.rejected} "
-                       f"rejected, {totals.failed_requests} failed requests")  # fmt: skip
-            await asyncio.sleep(max(0.0, started + tick - time.monotonic()))
+    tick = 0
+    while not duration_s or time.monotonic() - started < duration_s:
+        now = time.time()
+        items = []
+        for device in due(devices, tick, interval_s):
+            values = reading(device, now, scenario, rng)
+            if values is not None:
+                items.append((device.serial, {"ts": int(now * 1000), "values": values}))
+        await send(items, totals)
+        tick += 1
+        if tick % 10 == 0:
+            report(f"simulate: {totals.accepted} readings accepted, {totals.rejected} "
+                   f"rejected, {totals.failed_requests} failed requests")  # fmt: skip
+        await asyncio.sleep(max(0.0, started + tick - time.monotonic()))
     return totals
+
+
+async def run_http(base_url: str, key: str, devices: list[SimDevice], **options: Any) -> Totals:
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+
+        async def send(items: list[tuple[str, dict[str, Any]]], totals: Totals) -> None:
+            await post_batches(client, key, items, totals)
+
+        return await run(send, devices, **options)
+
+
+async def run_mqtt(
+    host: str, port: int, gateway_tokens: list[str], devices: list[SimDevice], **options: Any
+) -> Totals:
+    gateways = [await MqttClient.connect(host, port, username=token, keepalive=300)
+                for token in gateway_tokens]  # fmt: skip
+
+    async def send(items: list[tuple[str, dict[str, Any]]], totals: Totals) -> None:
+        await publish_batches(gateways, items, totals)
+
+    try:
+        return await run(send, devices, **options)
+    finally:
+        for gateway in gateways:
+            await gateway.close()

@@ -145,3 +145,15 @@ async def test_hub_simulate_registers_devices_and_reports_through_the_vendor_api
     assert "done: 600 accepted, 0 rejected, 0 failed requests" in result.stdout, result.stdout
     count = await end_offsets(prepared, topics.IOT_TELEMETRY)
     assert count >= 600
+
+
+async def test_hub_simulate_reports_through_mqtt_gateways(gateway_port: int, prepared: Any) -> None:
+    before = await end_offsets(prepared, topics.IOT_TELEMETRY)
+    mqtt = f"127.0.0.1:{gateway_port}"
+    result = hub("simulate", "--devices", "300", "--interval", "2", "--duration", "4",
+                 "--via", "mqtt", "--mqtt", mqtt, "--gateways", "2")  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "through 2 MQTT gateways" in result.stdout
+    assert "done: 600 accepted, 0 rejected, 0 failed requests" in result.stdout, result.stdout
+    # one record per device and gateway batch: at least one per device and report
+    assert await end_offsets(prepared, topics.IOT_TELEMETRY) - before >= 600
