@@ -1,0 +1,167 @@
+"""What the benchmarks share: an isolated run (own database and topic prefix, removed after),
+processes of the hub started and stopped, their memory and CPU read from /proc, percentiles,
+and the facts about the machine a result came from."""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from hub.bus import delete_topics_with_prefix
+from hub.settings import LOCAL_DATABASE_URL, Settings
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+STOP_GRACE_S = 20.0
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class BenchError(RuntimeError):
+    """Something the person running the benchmark must fix; printed without a traceback."""
+
+
+def percentile(sorted_values: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile: always a value that was actually observed."""
+    rank = max(math.ceil(pct / 100 * len(sorted_values)), 1)
+    return sorted_values[rank - 1]
+
+
+def spread_ms(seconds: Sequence[float]) -> dict[str, float]:
+    """min, p50, p90, p99 and max of durations in seconds, as milliseconds."""
+    ordered = sorted(seconds)
+    if not ordered:
+        return {}
+    points = {
+        "min": ordered[0],
+        "p50": percentile(ordered, 50),
+        "p90": percentile(ordered, 90),
+        "p99": percentile(ordered, 99),
+        "max": ordered[-1],
+    }
+    return {name: round(value * 1000, 1) for name, value in points.items()}
+
+
+@asynccontextmanager
+async def isolated_run(prefix: str, run_id: str) -> AsyncIterator[Settings]:
+    """A migrated, seeded database and a topic prefix of this run's own (set in the
+    environment, so the hub processes it starts use them too); both removed afterwards."""
+    from hub.cli import migrate_all, seed_pack
+
+    base_dsn = os.environ.get("HUB_DATABASE_URL") or LOCAL_DATABASE_URL
+    database = f"hub_bench_{run_id}"
+    os.environ["HUB_TOPIC_PREFIX"] = f"{prefix}-{run_id}."
+    os.environ["HUB_DATABASE_URL"] = urlunsplit(urlsplit(base_dsn)._replace(path=f"/{database}"))
+    settings = Settings()
+    try:
+        await _admin(base_dsn, f'CREATE DATABASE "{database}"')
+    except Exception as exc:
+        raise BenchError(f"cannot create the database ({exc!r}); has `hub infra up` run?") from exc
+    try:
+        await migrate_all(settings)
+        await seed_pack(settings, settings.pack)
+        yield settings
+    finally:
+        try:
+            await _admin(base_dsn, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        except Exception as exc:
+            print(f"bench: could not drop database {database}: {exc!r}", file=sys.stderr)
+        try:
+            await delete_topics_with_prefix(settings.bootstrap, settings.topic_prefix)
+        except Exception as exc:
+            print(
+                f"bench: could not delete {settings.topic_prefix}* topics: {exc!r}", file=sys.stderr
+            )
+
+
+async def _admin(dsn: str, statement: str) -> None:
+    admin = await asyncpg.connect(dsn)
+    try:
+        await admin.execute(statement)
+    finally:
+        await admin.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def start_hub(
+    args: list[str], log_path: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """``hub ARGS`` as a child process logging to ``log_path``."""
+    with open(log_path, "ab") as log:  # the child keeps its own descriptor
+        return subprocess.Popen(  # noqa: S603 - our own CLI
+            [sys.executable, "-m", "hub.cli", *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env or dict(os.environ),
+        )
+
+
+def stop(process: subprocess.Popen[bytes]) -> int | None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], *, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if process.poll() is not None:
+                raise BenchError(f"{process.args!r} exited with {process.returncode}") from None
+            if time.monotonic() > deadline:
+                raise BenchError(f"nothing listens on {port} after {timeout_s:.0f} s") from None
+            time.sleep(0.2)
+
+
+def rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def machine() -> dict[str, Any]:
+    """Enough to tell whether two result files are comparable."""
+    with open("/proc/meminfo", encoding="ascii") as meminfo:
+        total = next(
+            (int(line.split()[1]) * 1024 for line in meminfo if line.startswith("MemTotal:")), None
+        )
+    return {
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "memory_total_bytes": total,
+        "python": platform.python_version(),
+    }
