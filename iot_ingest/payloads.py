@@ -24,10 +24,13 @@ other strings are refused.
 
 Timestamp rules, in this order
     * ``0 <= ts < MAX_TS`` (2^53: exact as a double and in JavaScript), else refused.
-    * ``ts > now + FUTURE_TOLERANCE`` (60 s) is clamped to ``now`` and the reading is marked
-      ``clamped=True``: the SDK's HTTP client stamps local time as if it were UTC, so devices in
-      China send times 8 h ahead.
     * ``ts < now - MAX_AGE`` (30 days) is refused.
+    * When a body's latest ``ts`` (a gateway body: each device's) is more than
+      ``FUTURE_TOLERANCE`` (60 s) ahead of ``now``, all its timestamped readings are shifted back
+      by that lead, so the latest lands on ``now`` and their spacing is kept; they are marked
+      ``clamped=True``. Why: the SDK's HTTP client stamps local time as if it were UTC, so
+      devices in China send whole batches 8 h ahead; moving each reading to ``now`` would give
+      a batch one timestamp, and (device, ts) is what makes a reading unique.
 
 Values
     * Numbers stay numbers; integers must fit in 64 bits (ThingsBoard's ``long``).
@@ -54,7 +57,7 @@ Keys and sizes
 from __future__ import annotations
 
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeAlias
 
@@ -115,6 +118,8 @@ class Reading:
     ts_ms: int
     values: dict[str, Scalar]
     clamped: bool = False
+    # whether the body gave the time (else it is the receive time); only these are shifted
+    timestamped: bool = field(default=False, compare=False, repr=False)
 
 
 def parse_telemetry(body: bytes, *, now_ms: int) -> list[Reading]:
@@ -147,7 +152,7 @@ def parse_telemetry(body: bytes, *, now_ms: int) -> list[Reading]:
         return []  # the SDK's HTTP client posts {} to test the connection; ThingsBoard says 200
     if type(data) is dict:
         reading = _reading(data, now_ms)
-        return [] if reading is None else [reading]
+        return [] if reading is None else _shifted([reading], now_ms)
     if type(data) is list:
         return _readings(data, now_ms)
     raise PayloadError(f"telemetry must be a JSON object or an array of objects, got {_kind(data)}")
@@ -230,7 +235,20 @@ def _readings(items: list[Any], now_ms: int) -> list[Reading]:
             raise PayloadError(f"item {index}: {error}") from None
         if reading is not None:
             readings.append(reading)
-    return readings
+    return _shifted(readings, now_ms)
+
+
+def _shifted(readings: list[Reading], now_ms: int) -> list[Reading]:
+    """Readings of one device whose latest is too far ahead, moved back together (see top).
+    Plain readings carry ``now`` exactly and so are never the latest that moves the rest."""
+    lead = max((reading.ts_ms for reading in readings), default=now_ms) - now_ms
+    if lead <= _FUTURE_TOLERANCE_MS:
+        return readings
+    return [
+        Reading(reading.ts_ms - lead, reading.values, clamped=True) if reading.timestamped
+        else reading
+        for reading in readings
+    ]  # fmt: skip
 
 
 def _reading(item: dict[str, Any], now_ms: int) -> Reading | None:
@@ -243,7 +261,7 @@ def _reading(item: dict[str, Any], now_ms: int) -> Reading | None:
             )
         if "metadata" in item and type(item["metadata"]) is not dict:
             raise PayloadError(f'"metadata" must be a JSON object, got {_kind(item["metadata"])}')
-        ts_ms, clamped = _timestamp(item["ts"], now_ms)
+        ts_ms, timestamped = _timestamp(item["ts"], now_ms), True
         raw_values = item["values"]
         if type(raw_values) is not dict:
             raise PayloadError(f'"values" must be a JSON object, got {_kind(raw_values)}')
@@ -253,13 +271,13 @@ def _reading(item: dict[str, Any], now_ms: int) -> Reading | None:
             raise PayloadError(f'"values": {error}') from None
     else:
         values = _values(item)
-        ts_ms, clamped = now_ms, False
+        ts_ms, timestamped = now_ms, False
     if not values:
         return None
-    return Reading(ts_ms, values, clamped)
+    return Reading(ts_ms, values, timestamped=timestamped)
 
 
-def _timestamp(raw: Any, now_ms: int) -> tuple[int, bool]:
+def _timestamp(raw: Any, now_ms: int) -> int:
     kind = type(raw)
     if kind is int:
         ts: int = raw
@@ -271,15 +289,13 @@ def _timestamp(raw: Any, now_ms: int) -> tuple[int, bool]:
         raise PayloadError(f'"ts" must be an integer of epoch milliseconds, got {_preview(raw)}')
     if not 0 <= ts < MAX_TS:
         raise PayloadError(f'"ts" {ts} is outside 0 <= ts < 2^53')
-    if ts > now_ms + _FUTURE_TOLERANCE_MS:
-        return now_ms, True
     if ts < now_ms - _MAX_AGE_MS:
         in_seconds = now_ms - _MAX_AGE_MS <= ts * 1000 <= now_ms + _FUTURE_TOLERANCE_MS
         hint = " (seconds instead of milliseconds?)" if in_seconds else ""
         raise PayloadError(
             f'"ts" {ts} is more than {MAX_AGE.days} days before the server time {now_ms}{hint}'
         )
-    return ts, False
+    return ts
 
 
 def _values(raw: dict[str, Any]) -> dict[str, Scalar]:

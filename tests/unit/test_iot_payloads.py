@@ -196,10 +196,19 @@ def test_array_of_1000_items_is_accepted() -> None:
 # --- timestamps ------------------------------------------------------------------------------
 
 
-def test_body_8_hours_ahead_is_clamped_to_now() -> None:
+def test_body_8_hours_ahead_is_shifted_back_keeping_its_spacing() -> None:
     # The SDK's HTTP client stamps Beijing local time as if it were UTC.
-    readings = telemetry([{"ts": NOW + 8 * HOUR + i, "values": {"a": i}} for i in range(3)])
-    assert readings == [Reading(NOW, {"a": i}, clamped=True) for i in range(3)]
+    readings = telemetry([{"ts": NOW + 8 * HOUR - 20 * SECOND + i * 10 * SECOND,
+                           "values": {"a": i}} for i in range(3)])  # fmt: skip
+    assert readings == [Reading(NOW - 20 * SECOND + i * 10 * SECOND, {"a": i}, clamped=True)
+                        for i in range(3)]  # fmt: skip
+
+
+def test_only_the_bodys_timestamped_readings_move() -> None:
+    readings = telemetry([{"a": 1}, {"ts": NOW - HOUR, "values": {"a": 2}},
+                          {"ts": NOW + 2 * HOUR, "values": {"a": 3}}])  # fmt: skip
+    assert readings == [Reading(NOW, {"a": 1}), Reading(NOW - 3 * HOUR, {"a": 2}, clamped=True),
+                        Reading(NOW, {"a": 3}, clamped=True)]  # fmt: skip
 
 
 def test_future_within_tolerance_is_kept() -> None:
