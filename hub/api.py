@@ -31,6 +31,7 @@ from hub.limits import BodySizeLimit, RefuseNulInUrl
 from hub.settings import Settings, get_settings
 from iot_ingest.alarm_views import router as alarms_router
 from iot_ingest.devices import DeviceRates, DeviceTokens
+from iot_ingest.registry_views import router as registry_router
 from iot_ingest.views import router as device_router
 from schemas.intake import CIVIC_SOURCES
 
@@ -183,6 +184,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         routing_router,
         open311_router,
         alarms_router,
+        registry_router,
         device_router,  # last: /api/v1/{token}/… must not shadow the fixed paths above
     ):
         app.include_router(router)

@@ -26,6 +26,11 @@ class Principal:
     def name(self) -> str:
         return f"{self.role}:{self.scope}" if self.scope else self.role
 
+    @property
+    def actor(self) -> str:
+        """Who did it, in audit trails: the role, scope and which key."""
+        return f"{self.name}#{self.key_id}"
+
 
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from dispatch.routing.rules import Rule, parse_rules, validate_rules
+from streams.iot.rules import RuleError, parse_rule_set, rule_set_to_json
 
 LEVELS = ("city", "district")
 ROLES = ("handler", "supervisor", "leader")
@@ -86,6 +87,9 @@ class Pack:
     district_codes: frozenset[str] = frozenset()
     # Kinds of IoT device (device-profiles.csv): the owning department and default intervals.
     device_profiles: tuple[DeviceProfile, ...] = ()
+    # Each profile's starting alarm rules (device-rules.json) as JSON, checked; `hub seed` puts
+    # them in device_profiles.rules, where operations admins edit them. [] when it has none.
+    device_rules: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def category(self, code: str) -> Category | None:
         return next((c for c in self.categories if c.code == code), None)
@@ -124,6 +128,7 @@ def load_pack(pack_dir: Path) -> Pack:
     _check_departments(departments, districts, where=pack_dir / "departments.csv")
     people = _load_people(pack_dir / "department-people.csv", departments)
     device_profiles = _load_device_profiles(pack_dir / "device-profiles.csv", departments)
+    device_rules = _load_device_rules(pack_dir / "device-rules.json", device_profiles)
     attributes_path = pack_dir / "service-attributes.json"
     attributes = json.loads(attributes_path.read_text("utf-8")) if attributes_path.exists() else {}
     categories = tuple(
@@ -178,6 +183,7 @@ def load_pack(pack_dir: Path) -> Pack:
         directory=pack_dir,
         district_codes=frozenset(districts),
         device_profiles=device_profiles,
+        device_rules=device_rules,
     )
 
 
@@ -245,6 +251,27 @@ def _load_device_profiles(
             )
         )
     return tuple(profiles)
+
+
+def _load_device_rules(
+    path: Path, profiles: tuple[DeviceProfile, ...]
+) -> dict[str, list[dict[str, Any]]]:
+    """profile code → its rule set, parsed (so a bad threshold fails here, not in the worker)
+    and written back in full (every field, as the admin API shows them)."""
+    rule_sets: dict[str, list[dict[str, Any]]] = {p.code: [] for p in profiles}
+    if not path.exists():
+        return rule_sets
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: must be an object of profile code → rules")
+    for code, rules in data.items():
+        if code not in rule_sets:
+            raise ValueError(f"{path}: profile {code}: not in device-profiles.csv")
+        try:
+            rule_sets[code] = rule_set_to_json(parse_rule_set(rules))
+        except RuleError as error:
+            raise ValueError(f"{path}: profile {code}: {error}") from error
+    return rule_sets
 
 
 def _load_people(path: Path, departments: tuple[Department, ...]) -> tuple[Person, ...]:

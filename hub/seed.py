@@ -88,14 +88,20 @@ async def _sla_policies(conn: Any, pack: Pack) -> None:
 
 
 async def _device_profiles(conn: Any, pack: Pack) -> None:
+    # Rules go as JSON text cast in SQL ($6::text::jsonb): a plain asyncpg connection (hub seed,
+    # the tests) has no jsonb codec, a pool's (hub/db.py) would encode a str a second time.
+    # Re-seeding replaces the rules the pack set, never ones an admin edited (rules_set_by).
     await conn.executemany(
         """INSERT INTO device_profiles (code, name, department_code, reporting_interval_s,
-                                        inactivity_timeout_s)
-           VALUES ($1, $2, $3, $4, $5)
+                                        inactivity_timeout_s, rules)
+           VALUES ($1, $2, $3, $4, $5, $6::text::jsonb)
            ON CONFLICT (code) DO UPDATE SET
                name = excluded.name, department_code = excluded.department_code,
                reporting_interval_s = excluded.reporting_interval_s,
-               inactivity_timeout_s = excluded.inactivity_timeout_s""",
-        [(p.code, p.name, p.department_code, p.reporting_interval_s, p.inactivity_timeout_s)
+               inactivity_timeout_s = excluded.inactivity_timeout_s,
+               rules = CASE WHEN device_profiles.rules_set_by = 'pack' THEN excluded.rules
+                            ELSE device_profiles.rules END""",
+        [(p.code, p.name, p.department_code, p.reporting_interval_s, p.inactivity_timeout_s,
+          orjson.dumps(pack.device_rules.get(p.code, [])).decode())
          for p in pack.device_profiles],
     )  # fmt: skip

@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     # A gateway connection speaks for many devices: its own message rate (each device's
     # readings still count against that device's rate).
     mqtt_gateway_rate_per_s: float = Field(default=500.0, gt=0)
+    # How often the worker rereads device profiles' alarm rules (an admin's edit applies then).
+    iot_rules_refresh_s: float = Field(default=30.0, gt=0)
     # How often the worker fires due SLA marks (warnings, breaches, escalations).
     sla_tick_s: float = Field(default=1.0, gt=0)
 

@@ -31,6 +31,7 @@ MIX = {"smoke": 0.30, "water-level": 0.20, "rainfall": 0.08, "combustible-gas": 
 LOW_LYING = frozenset({"330302", "330303", "330304", "330381", "330382", "330383"})
 FIRE_RADIUS_M = 400.0
 SCENARIOS = ("calm", "typhoon", "fire", "offline")
+SLICES_PER_SECOND = 10
 
 
 @dataclass(frozen=True)
@@ -214,7 +215,12 @@ async def run(
             values = reading(device, now, scenario, rng)
             if values is not None:
                 items.append((device.serial, {"ts": int(now * 1000), "values": values}))
-        await send(items, totals)
+        # Spread over the second as real devices' clocks are: one burst a second would make
+        # every reading wait behind the whole second's.
+        for part in range(SLICES_PER_SECOND):
+            await send(items[part::SLICES_PER_SECOND], totals)
+            await asyncio.sleep(max(0.0, started + tick + (part + 1) / SLICES_PER_SECOND
+                                    - time.monotonic()))  # fmt: skip
         tick += 1
         if tick % 10 == 0:
             report(f"simulate: {totals.accepted} readings accepted, {totals.rejected} "

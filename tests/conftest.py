@@ -22,3 +22,5 @@ os.environ["HUB_ENV"] = "test"
 os.environ["HUB_TOPIC_PREFIX"] = f"test-{RUN_ID}."
 os.environ["HUB_DATABASE_URL"] = TEST_DSN
 os.environ.setdefault("HUB_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+# The worker rereads alarm rules every second, so a test sees an admin's edit applied quickly.
+os.environ["HUB_IOT_RULES_REFRESH_S"] = "1"

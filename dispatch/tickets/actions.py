@@ -42,7 +42,7 @@ class Outcome:
 
 
 def actor_of(principal: Principal) -> str:
-    return f"{principal.name}#{principal.key_id}"
+    return principal.actor
 
 
 async def act(

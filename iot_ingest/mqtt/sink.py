@@ -14,11 +14,12 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
 
 from hub.bus import BusUnavailable, EventBus
 from iot_ingest.payloads import Reading
-from schemas.codec import dumps
-from schemas.telemetry import ReadingV1, TelemetryV1
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class _Batch:
     done: asyncio.Future[None]  # one for everyone in the batch: it succeeds or fails as a whole
-    records: dict[uuid.UUID, TelemetryV1] = field(default_factory=dict)
+    # device → its record as a dict in TelemetryV1's shape (readings appended as they come)
+    records: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
 
 
 class TelemetrySink:
@@ -43,15 +45,17 @@ class TelemetrySink:
     ) -> asyncio.Future[None]:
         """Queue a device's readings; the future resolves once Kafka has them (or raises
         BusUnavailable)."""
-        packed = [ReadingV1(ts=r.ts_ms, values=r.values, clamped=r.clamped) for r in readings]
-        records = self._batch.records
-        earlier = records.get(device_id)
-        if earlier is not None:
-            packed = [*earlier.readings, *packed]
-        records[device_id] = TelemetryV1.model_construct(
-            device_id=device_id, profile=profile, received_at=int(time.time() * 1000), via=via,
-            readings=packed, schema_version=1,
-        )  # fmt: skip
+        # Plain dicts in TelemetryV1's shape, dumped by orjson: building pydantic models cost
+        # ~20 µs a record, and a 10,000-reading burst waited ~200 ms behind it.
+        packed = [{"ts": r.ts_ms, "values": r.values, "clamped": r.clamped} for r in readings]
+        record = self._batch.records.get(device_id)
+        if record is None:
+            self._batch.records[device_id] = {
+                "schema_version": 1, "device_id": device_id, "profile": profile,
+                "received_at": int(time.time() * 1000), "via": via, "readings": packed,
+            }  # fmt: skip
+        else:
+            record["readings"].extend(packed)
         self._ready.set()
         return self._batch.done
 
@@ -72,7 +76,8 @@ class TelemetrySink:
     async def _send_one_batch(self) -> None:
         batch, self._batch = self._batch, self._new_batch()
         self._ready.clear()
-        records = [(device_id.bytes, dumps(record)) for device_id, record in batch.records.items()]
+        records = [(device_id.bytes, orjson.dumps(record))
+                   for device_id, record in batch.records.items()]  # fmt: skip
         try:
             await self._bus.send_many(self._topic, records)
         except BusUnavailable as exc:
@@ -80,5 +85,5 @@ class TelemetrySink:
             batch.done.set_exception(exc)
             return
         self.sent_records += len(records)
-        self.sent_readings += sum(len(r.readings) for r in batch.records.values())
+        self.sent_readings += sum(len(r["readings"]) for r in batch.records.values())
         batch.done.set_result(None)

@@ -6,7 +6,8 @@ Both are batch loops (streams/batchloop.py): a Faust agent's per-record cost is 
 issue measured as the limit, and a telemetry record already packs a request's readings. The
 rules keep each device's alarm states in memory and in the compacted `iot.rules.state` topic
 (state first, then alarms and events, then the commit: a replay finds the state ahead and
-emits nothing twice).
+emits nothing twice). Each profile's rules come from ``device_profiles.rules``
+(streams/iot/profiles.py), reread at most every 30 s, so an admin's edit applies without a restart.
 
 No data: each reading arms its device's deadline (last reading + the device's inactivity
 timeout) in a heap per partition; a tick every second fires what has passed, never a sweep of
@@ -41,10 +42,11 @@ from streams.batchloop import run_batch_loop
 from streams.changelog import read_partitions
 from streams.correlate.engine import correlation_key
 from streams.deadletter import decode_or_dead_letter
+from streams.iot.profiles import ProfileRules
 from streams.iot.rules import (
-    PROFILES,
     RANK,
     AlarmChange,
+    AlarmRule,
     AlarmState,
     NoDataRule,
     evaluate,
@@ -93,19 +95,28 @@ class RulesState(ConsumerRebalanceListener):  # type: ignore[misc]
         self.changelog = changelog
         self.devices: dict[int, dict[bytes, DeviceEntry]] = {}
         self.deadlines: dict[int, list[tuple[int, bytes]]] = {}
+        # The deadline each device's one heap entry holds. Readings only move a deadline later,
+        # so the entry stays and is re-armed when it comes due: pushing one per reading grew
+        # the heap by every reading until the timeout passed (1.7 MB/s at 10,000 readings/s).
+        self.armed: dict[int, dict[bytes, int]] = {}
         self.lock = asyncio.Lock()
 
     def arm(self, partition: int, device: bytes, entry: DeviceEntry) -> None:
         watch = entry.states.get(NO_DATA)
         if watch is not None and watch.last_ts_ms is not None and watch.active is None:
             deadline = no_data_deadline(entry.no_data_rule(), watch.last_ts_ms)
-            heapq.heappush(self.deadlines.setdefault(partition, []), (deadline, device))
+            armed = self.armed.setdefault(partition, {})
+            held = armed.get(device)
+            if held is None or deadline < held:  # an earlier one (a shorter timeout) goes in too
+                armed[device] = deadline
+                heapq.heappush(self.deadlines.setdefault(partition, []), (deadline, device))
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         async with self.lock:
             for tp in revoked:
                 self.devices.pop(tp.partition, None)
                 self.deadlines.pop(tp.partition, None)
+                self.armed.pop(tp.partition, None)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         partitions = sorted(tp.partition for tp in assigned)
@@ -116,6 +127,7 @@ class RulesState(ConsumerRebalanceListener):  # type: ignore[misc]
                     owned = {key: DeviceEntry.from_json(value) for key, value in rows.items()}
                     self.devices[partition] = owned
                     self.deadlines[partition] = []
+                    self.armed[partition] = {}
                     for key, entry in owned.items():
                         self.arm(partition, key, entry)
 
@@ -197,23 +209,31 @@ def _event(
 
 
 async def evaluate_batch(
-    pack: Pack, devices: Devices, state: RulesState, records: list[Any]
+    pack: Pack,
+    devices: Devices,
+    profile_rules: ProfileRules,
+    state: RulesState,
+    records: list[Any],
 ) -> None:
     pool = await worker_pool.get()
+    # Outside the lock: a refresh is a query, and the deadline tick needs no rules.
+    rule_sets = await profile_rules.get(pool)
     async with state.lock:
         out = Outputs()
         decoded = await decode_or_dead_letter(records, TelemetryV1, stage=STAGE)
         await devices.load(pool, {telemetry.device_id for _, telemetry in decoded})
         for record, telemetry in decoded:
             device = devices.get(telemetry.device_id)
-            if device is None or telemetry.profile not in PROFILES or not telemetry.readings:
+            # A profile not in the table is skipped whole; one with no rules still gets no-data.
+            rules = rule_sets.get(telemetry.profile)
+            if device is None or rules is None or not telemetry.readings:
                 continue
             key = telemetry.device_id.bytes
             owned = state.devices.setdefault(record.partition, {})
             entry = owned.get(key)
             if entry is None:
                 entry = owned[key] = DeviceEntry(telemetry.profile, device["inactivity_timeout_s"])
-            await _apply_readings(pack, device, telemetry, entry, out)
+            await _apply_readings(pack, device, telemetry, rules, entry, out)
             # Any reading clears a no-data alarm and re-arms the device's deadline.
             latest = max(reading.ts for reading in telemetry.readings)
             old_watch = entry.states.get(NO_DATA)
@@ -242,11 +262,17 @@ def _raised_at(old: AlarmState | None, new: AlarmState, change: AlarmChange) -> 
 
 
 async def _apply_readings(
-    pack: Pack, device: dict[str, Any], telemetry: TelemetryV1, entry: DeviceEntry, out: Outputs
+    pack: Pack,
+    device: dict[str, Any],
+    telemetry: TelemetryV1,
+    rules: list[AlarmRule],
+    entry: DeviceEntry,
+    out: Outputs,
 ) -> None:
     key = telemetry.device_id.bytes
+    _forget_removed_rules(telemetry, rules, entry, out)
     for reading in sorted(telemetry.readings, key=lambda r: r.ts):
-        for rule in PROFILES[telemetry.profile][0]:
+        for rule in rules:
             value = _number(reading.values.get(rule.key))
             if value is None:
                 continue
@@ -263,21 +289,43 @@ async def _apply_readings(
                     out.events.append((correlation_key(event), dumps(event)))
 
 
+def _forget_removed_rules(
+    telemetry: TelemetryV1, rules: list[AlarmRule], entry: DeviceEntry, out: Outputs
+) -> None:
+    """States of alarm types the profile no longer has (an admin removed the rule): an active
+    alarm clears at this reading, as nothing could ever clear it otherwise."""
+    kept = {rule.alarm_type for rule in rules} | {NO_DATA}
+    at_ms = min(reading.ts for reading in telemetry.readings)
+    for alarm_type in [t for t in entry.states if t not in kept]:
+        old = entry.states.pop(alarm_type)
+        if old.active is not None:
+            change = AlarmChange("cleared", alarm_type, None, old.active, at_ms, None,
+                                 "its rule was removed from the device profile")  # fmt: skip
+            out.alarms.append((telemetry.device_id.bytes, _alarm_record(
+                telemetry.device_id, telemetry.profile, _raised_at(old, AlarmState(), change),
+                change)))  # fmt: skip
+
+
 async def fire_deadlines(state: RulesState, *, now_ms: int) -> None:
     """Raise no-data alarms whose deadline has passed (one tick)."""
     async with state.lock:
         out = Outputs()
         for partition, heap in state.deadlines.items():
             owned = state.devices.get(partition, {})
+            armed = state.armed.setdefault(partition, {})
             while heap and heap[0][0] <= now_ms:
                 deadline, key = heapq.heappop(heap)
+                if armed.get(key) != deadline:
+                    continue  # an earlier entry replaced this one
+                del armed[key]
                 entry = owned.get(key)
                 watch = entry.states.get(NO_DATA) if entry else None
                 if entry is None or watch is None or watch.last_ts_ms is None:
                     continue
                 rule = entry.no_data_rule()
-                if no_data_deadline(rule, watch.last_ts_ms) != deadline:
-                    continue  # armed again by a later reading
+                if no_data_deadline(rule, watch.last_ts_ms) > deadline:
+                    state.arm(partition, key, entry)  # later readings moved it: wait for that
+                    continue
                 new, changes = on_deadline(rule, watch, watch.last_ts_ms, now_ms)
                 entry.states[NO_DATA] = new
                 device_id = uuid.UUID(bytes=key)
@@ -310,7 +358,13 @@ async def iot_rules() -> None:
         settings,
         stage=STAGE,
         topic=topics.IOT_TELEMETRY,
-        handle=partial(evaluate_batch, load_pack(settings.pack_dir), Devices(), state),
+        handle=partial(
+            evaluate_batch,
+            load_pack(settings.pack_dir),
+            Devices(),
+            ProfileRules(refresh_s=settings.iot_rules_refresh_s),
+            state,
+        ),
         max_records=settings.worker_batch_size,
         listener=state,
         on_tick=lambda: fire_deadlines(state, now_ms=int(time.time() * 1000)),

@@ -38,16 +38,20 @@ The rules, where a choice had to be made:
   no newer reading the alarm is raised once, timed at the deadline (the data time at which the
   silence exceeded the timeout, not when the timer happened to fire). The next newer reading
   clears it (``on_reading``).
+
+The rules themselves are data: each device profile's set is a JSON list (``parse_rule_set``,
+``rule_set_to_json``), seeded from the pack's ``device-rules.json`` into
+``device_profiles.rules``, where operations admins edit it and the worker reads it.
 """
 
 from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, cast
 
 Severity = Literal["warning", "minor", "major", "critical"]
 Op = Literal[">", ">=", "<", "<="]
@@ -116,6 +120,8 @@ class AlarmRule:
     rate_per_min: float | None = None
     severity_on_rate: Severity = "major"
     deescalate_after_s: float = 0.0
+    # Why the thresholds are what they are (units, standards): for the people who tune them.
+    note: str = field(default="", compare=False)
     deescalate_ms: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -373,168 +379,202 @@ def on_reading(
     return AlarmState(last_ts_ms=ts_ms), [change]
 
 
-# Wenzhou's device profiles (packs/wenzhou/device-profiles.csv; no-data timeouts are the
-# profiles' default inactivity timeouts, a device's own overrides them). Starting values for the
-# owning departments to tune. Units are in the keys' names and in the comments.
-PROFILES: dict[str, tuple[list[AlarmRule], NoDataRule]] = {
-    "water-level": (
-        [
-            # River, canal and underpass gauges: level in metres above the gauge's datum. A change
-            # of 0.2 m a minute (12 m/h) either way is a flash flood, a gate or a failed sensor.
-            AlarmRule(
-                "high-water-level",
-                "water_level_m",
-                (
-                    Level("warning", ">=", 4.0, for_s=120),
-                    Level("major", ">=", 4.5, for_s=120),
-                    Level("critical", ">=", 5.0, for_s=60),
-                ),
-                clear=Condition("<", 3.8, for_s=600),
-                rate_per_min=0.2,
-                severity_on_rate="major",
-                deescalate_after_s=600,
-            ),
-        ],
-        NoDataRule(600),
-    ),
-    "rainfall": (
-        [
-            # Intensity in mm/h over the gauge's last hour; 20 mm/h is 短时强降水.
-            AlarmRule(
-                "heavy-rainfall",
-                "rainfall_mm_h",
-                (
-                    Level("warning", ">=", 20, for_s=600),
-                    Level("major", ">=", 50, for_s=300),
-                    Level("critical", ">=", 80),
-                ),
-                clear=Condition("<", 10, for_s=1800),
-                deescalate_after_s=1800,
-            ),
-        ],
-        NoDataRule(1800),
-    ),
-    "smoke": (
-        [
-            # The detector's own alarm flag, 0 or 1: it already debounces, so no duration.
-            AlarmRule(
-                "smoke-alarm",
-                "smoke_alarm",
-                (Level("critical", ">=", 1),),
-                clear=Condition("<=", 0, for_s=120),
-            ),
-            # Obscuration in %/m, for detectors that report it: rising smoke before the flag.
-            AlarmRule(
-                "smoke-density",
-                "smoke_obscuration_pct_m",
-                (
-                    Level("warning", ">=", 1.5, for_s=60),
-                    Level("major", ">=", 3, for_s=30),
-                    Level("critical", ">=", 6),
-                ),
-                clear=Condition("<", 1, for_s=300),
-            ),
-        ],
-        NoDataRule(3600),
-    ),
-    "combustible-gas": (
-        [
-            # Concentration in %LEL; 25 %LEL is GB 50493's ceiling for a detector's first alarm
-            # level. A leak is urgent: no duration above warning.
-            AlarmRule(
-                "combustible-gas",
-                "gas_lel_pct",
-                (
-                    Level("warning", ">=", 10, for_s=30),
-                    Level("major", ">=", 20),
-                    Level("critical", ">=", 25),
-                ),
-                clear=Condition("<", 5, for_s=300),
-                rate_per_min=10,
-                severity_on_rate="major",
-            ),
-        ],
-        NoDataRule(600),
-    ),
-    "building-tilt": (
-        [
-            # Tilt in degrees from the installation baseline; 0.57° is a 1 % lean. Readings come
-            # every ten minutes: twenty minutes is three readings, so one gust is not an alarm.
-            AlarmRule(
-                "building-tilt",
-                "tilt_deg",
-                (
-                    Level("warning", ">=", 0.2, for_s=1200),
-                    Level("major", ">=", 0.4, for_s=1200),
-                    Level("critical", ">=", 0.6, for_s=600),
-                ),
-                clear=Condition("<", 0.15, for_s=3600),
-                rate_per_min=0.01,  # 0.1° in ten minutes: the building is moving now
-                severity_on_rate="critical",
-                deescalate_after_s=3600,
-            ),
-        ],
-        NoDataRule(3600),
-    ),
-    "building-settlement": (
-        [
-            # Cumulative settlement in mm from the baseline; it does not recover by itself, so the
-            # alarm clears after a re-survey resets the baseline.
-            AlarmRule(
-                "building-settlement",
-                "settlement_mm",
-                (
-                    Level("warning", ">=", 20, for_s=3600),
-                    Level("major", ">=", 30, for_s=3600),
-                    Level("critical", ">=", 50),
-                ),
-                clear=Condition("<", 15),
-                rate_per_min=0.05,  # 3 mm in an hour: excavation or a void nearby
-                severity_on_rate="major",
-            ),
-        ],
-        NoDataRule(14400),
-    ),
-    "manhole-cover": (
-        [
-            # The cover's open flag, 0 or 1: an open well on a road swallows people in a flood.
-            AlarmRule(
-                "manhole-open",
-                "cover_open",
-                (Level("critical", ">=", 1),),
-                clear=Condition("<=", 0, for_s=60),
-            ),
-            # The cover's tilt in degrees: a lifted or displaced cover before it is open.
-            AlarmRule(
-                "manhole-displaced",
-                "cover_tilt_deg",
-                (
-                    Level("warning", ">=", 5, for_s=60),
-                    Level("major", ">=", 15),
-                ),
-                clear=Condition("<", 3, for_s=300),
-            ),
-        ],
-        NoDataRule(3600),
-    ),
-    "hydrant-pressure": (
-        [
-            # Outlet pressure in MPa; GB 50974 asks 0.10 MPa of a municipal hydrant in a fire.
-            # A jump of 0.1 MPa a minute is the hydrant opened or a burst main.
-            AlarmRule(
-                "low-hydrant-pressure",
-                "pressure_mpa",
-                (
-                    Level("warning", "<", 0.2, for_s=600),
-                    Level("major", "<", 0.14, for_s=300),
-                    Level("critical", "<", 0.10, for_s=300),
-                ),
-                clear=Condition(">=", 0.22, for_s=600),
-                rate_per_min=0.1,
-                severity_on_rate="minor",
-                deescalate_after_s=600,
-            ),
-        ],
-        NoDataRule(1800),
-    ),
-}
+# Rule sets as data: the pack's device-rules.json and device_profiles.rules hold a profile's
+# rules as a JSON list of rule objects, edited by people, so every field is checked here and a
+# refusal names the field it is about.
+
+MAX_RULES = 32  # per profile
+MAX_NAME_LENGTH = 64  # alarm types and telemetry keys (as iot_ingest.payloads.MAX_KEY_LENGTH)
+MAX_NOTE_LENGTH = 1000
+# The worker raises these itself; a rule of that type would share its alarm state.
+RESERVED_ALARM_TYPES = frozenset({"no-data"})
+
+_RULE_FIELDS = frozenset({"alarm_type", "key", "levels", "clear", "rate_per_min",
+                          "severity_on_rate", "deescalate_after_s", "note"})  # fmt: skip
+_LEVEL_FIELDS = frozenset({"severity", "op", "value", "for_s"})
+_CONDITION_FIELDS = frozenset({"op", "value", "for_s"})
+_T = TypeVar("_T")
+
+
+class RuleError(ValueError):
+    """A rule or rule set that cannot be used; the message starts with the field's path
+    (``rules[0].levels[1].for_s: must be a number ≥ 0``)."""
+
+
+def rule_to_dict(rule: AlarmRule) -> dict[str, Any]:
+    """A JSON-ready dict with every field; ``rule_from_dict`` of it is an equal rule."""
+    return {
+        "alarm_type": rule.alarm_type,
+        "key": rule.key,
+        "levels": [{"severity": level.severity, **_condition_dict(level)} for level in rule.levels],
+        "clear": None if rule.clear is None else _condition_dict(rule.clear),
+        "rate_per_min": rule.rate_per_min,
+        "severity_on_rate": rule.severity_on_rate,
+        "deescalate_after_s": rule.deescalate_after_s,
+        "note": rule.note,
+    }
+
+
+def _condition_dict(condition: Level | Condition) -> dict[str, Any]:
+    return {"op": condition.op, "value": condition.value, "for_s": condition.for_s}
+
+
+def rule_set_to_json(rules: Iterable[AlarmRule]) -> list[dict[str, Any]]:
+    return [rule_to_dict(rule) for rule in rules]
+
+
+def rule_from_dict(data: Mapping[str, Any]) -> AlarmRule:
+    """A rule from its JSON object. Strict: unknown fields, wrong types and impossible rules
+    raise ``RuleError``; an absent optional field takes the dataclass's default."""
+    return _rule(data, "")
+
+
+def parse_rule_set(data: Any) -> list[AlarmRule]:
+    """A profile's rules from their JSON list: at most ``MAX_RULES``, alarm types unique (one
+    state per device and alarm type). Refusals are ``RuleError``, prefixed ``rules[i].``."""
+    if not isinstance(data, list):
+        raise RuleError("rules: must be a list")
+    if len(data) > MAX_RULES:
+        raise RuleError(f"rules: at most {MAX_RULES} rules, not {len(data)}")
+    rules: list[AlarmRule] = []
+    for index, item in enumerate(data):
+        rule = _rule(item, f"rules[{index}]")
+        if any(other.alarm_type == rule.alarm_type for other in rules):
+            raise RuleError(f"rules[{index}].alarm_type: {rule.alarm_type} is used twice")
+        rules.append(rule)
+    return rules
+
+
+def _path(where: str, name: str) -> str:
+    return f"{where}.{name}" if where else name
+
+
+def _check_object(data: Any, where: str, known: frozenset[str], required: tuple[str, ...]) -> None:
+    if not isinstance(data, Mapping):
+        raise RuleError(f"{where or 'rule'}: must be an object")
+    for name in data:
+        if name not in known:
+            raise RuleError(f"{_path(where, str(name))}: unknown field")
+    for name in required:
+        if name not in data:
+            raise RuleError(f"{_path(where, name)}: required")
+
+
+def _rule(data: Any, where: str) -> AlarmRule:
+    _check_object(data, where, _RULE_FIELDS, ("alarm_type", "key"))
+    alarm_type = _name(data["alarm_type"], _path(where, "alarm_type"))
+    if alarm_type in RESERVED_ALARM_TYPES:
+        raise RuleError(f"{_path(where, 'alarm_type')}: {alarm_type} is reserved")
+    # Only the fields given, so an absent one takes the dataclass's default.
+    fields: dict[str, Any] = {
+        "alarm_type": alarm_type,
+        "key": _name(data["key"], _path(where, "key")),
+    }
+    if "levels" in data:
+        fields["levels"] = _levels(data["levels"], _path(where, "levels"))
+    if data.get("clear") is not None:
+        fields["clear"] = _condition(data["clear"], _path(where, "clear"))
+    if data.get("rate_per_min") is not None:
+        fields["rate_per_min"] = _rate(data["rate_per_min"], _path(where, "rate_per_min"))
+    if "severity_on_rate" in data:
+        fields["severity_on_rate"] = _severity(
+            data["severity_on_rate"], _path(where, "severity_on_rate")
+        )
+    if "deescalate_after_s" in data:
+        fields["deescalate_after_s"] = _duration(
+            data["deescalate_after_s"], _path(where, "deescalate_after_s")
+        )
+    if "note" in data:
+        fields["note"] = _note(data["note"], _path(where, "note"))
+    if not fields.get("levels") and "rate_per_min" not in fields:
+        raise RuleError(f"{_path(where, 'levels')}: a rule needs levels or a rate_per_min")
+    return _build(AlarmRule, fields, where)
+
+
+def _levels(data: Any, where: str) -> tuple[Level, ...]:
+    if not isinstance(data, list):
+        raise RuleError(f"{where}: must be a list")
+    levels: list[Level] = []
+    for index, item in enumerate(data):
+        at = f"{where}[{index}]"
+        _check_object(item, at, _LEVEL_FIELDS, ("severity", "op", "value"))
+        fields = _condition_fields(item, at)
+        fields["severity"] = _severity(item["severity"], f"{at}.severity")
+        if any(level.severity == fields["severity"] for level in levels):
+            raise RuleError(f"{at}.severity: {fields['severity']} is used twice")
+        levels.append(_build(Level, fields, at))
+    return tuple(levels)
+
+
+def _condition(data: Any, where: str) -> Condition:
+    _check_object(data, where, _CONDITION_FIELDS, ("op", "value"))
+    return _build(Condition, _condition_fields(data, where), where)
+
+
+def _condition_fields(data: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """The op, threshold and duration a level shares with a clear condition."""
+    op = data["op"]
+    if not isinstance(op, str) or op not in _COMPARE:
+        raise RuleError(f"{where}.op: must be one of {', '.join(_COMPARE)}")
+    fields: dict[str, Any] = {
+        "op": op,
+        "value": _number(data["value"], f"{where}.value", "must be a finite number"),
+    }
+    if "for_s" in data:
+        fields["for_s"] = _duration(data["for_s"], f"{where}.for_s")
+    return fields
+
+
+def _build(cls: Callable[..., _T], fields: dict[str, Any], where: str) -> _T:
+    try:
+        return cls(**fields)
+    except ValueError as error:  # whatever the dataclass refuses that the checks above let by
+        raise RuleError(f"{where or 'rule'}: {error}") from error
+
+
+def _name(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_NAME_LENGTH:
+        raise RuleError(
+            f"{where}: must be a non-empty string of at most {MAX_NAME_LENGTH} characters"
+        )
+    return value
+
+
+def _note(value: Any, where: str) -> str:
+    if not isinstance(value, str) or len(value) > MAX_NOTE_LENGTH:
+        raise RuleError(f"{where}: must be a string of at most {MAX_NOTE_LENGTH} characters")
+    return value
+
+
+def _severity(value: Any, where: str) -> Severity:
+    if not isinstance(value, str) or value not in RANK:
+        raise RuleError(f"{where}: must be one of {', '.join(SEVERITIES)}")
+    return cast(Severity, value)
+
+
+def _duration(value: Any, where: str) -> float:
+    number = _number(value, where, "must be a number ≥ 0")
+    if number < 0:
+        raise RuleError(f"{where}: must be a number ≥ 0")
+    return number
+
+
+def _rate(value: Any, where: str) -> float:
+    number = _number(value, where, "must be a number > 0")
+    if number <= 0:
+        raise RuleError(f"{where}: must be a number > 0")
+    return number
+
+
+def _number(value: Any, where: str, must: str) -> float:
+    """A finite JSON number as a float (a bool is not one, whatever Python says); otherwise
+    ``RuleError`` saying what the field ``must`` be."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise RuleError(f"{where}: {must}")
+    try:
+        number = float(value)
+    except OverflowError:  # an int too large for a float
+        raise RuleError(f"{where}: {must}") from None
+    if not math.isfinite(number):
+        raise RuleError(f"{where}: {must}")
+    return number

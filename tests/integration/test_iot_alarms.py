@@ -4,6 +4,7 @@ event → correlation → a ticket at the water department."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from typing import Any
@@ -139,3 +140,43 @@ async def test_a_department_lists_and_acknowledges_its_devices_alarms_only(
         "SELECT kind FROM alarm_history WHERE alarm_id = $1 ORDER BY at", raised.alarm_id
     )
     assert [k["kind"] for k in kinds] == ["raised", "acknowledged"]
+
+
+async def test_an_alarm_whose_rule_an_admin_removes_clears_at_the_next_reading(
+    api: httpx.AsyncClient, worker: Any, pool: Any, keys: dict[str, str]
+) -> None:
+    token = f"tok-{uuid.uuid4().hex}"
+    device_id = await register_device(pool, token, profile="smoke", department="fire-rescue")
+    ops = {"X-API-Key": keys["ops"]}
+    assert (await api.post(f"/api/v1/{token}/telemetry", json={"smoke_alarm": 1})).is_success
+
+    async def smoke_alarm() -> Any:
+        return await pool.fetchrow(
+            "SELECT alarm_id, cleared_at, reason FROM alarms"
+            " WHERE device_id = $1 AND alarm_type = 'smoke-alarm'",
+            device_id,
+        )
+
+    raised = await eventually(smoke_alarm, seconds=30)
+    assert raised["cleared_at"] is None
+    profiles = (await api.get("/api/v1/admin/device-profiles", headers=ops)).json()
+    original = next(p["rules"] for p in profiles if p["code"] == "smoke")
+    fewer = [rule for rule in original if rule["alarm_type"] != "smoke-alarm"]
+    url = "/api/v1/admin/device-profiles/smoke/rules"
+    assert (await api.put(url, headers=ops, json=fewer)).status_code == 200
+    try:
+        await asyncio.sleep(2)  # the worker rereads rules every second in tests
+        assert (await api.post(f"/api/v1/{token}/telemetry", json={"smoke_alarm": 1})).is_success
+
+        async def cleared() -> Any:
+            row = await smoke_alarm()
+            return row if row["cleared_at"] is not None else None
+
+        row = await eventually(cleared, seconds=30)
+        why = await pool.fetchval(
+            "SELECT reason FROM alarm_history WHERE alarm_id = $1 AND kind = 'cleared'",
+            raised["alarm_id"],
+        )
+        assert row["alarm_id"] == raised["alarm_id"] and "rule was removed" in why
+    finally:
+        await api.put(url, headers=ops, json=original)

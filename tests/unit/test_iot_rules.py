@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from hub.pack import load_pack
 from hub.settings import get_settings
 from streams.iot.rules import (
-    PROFILES,
+    MAX_RULES,
     RANK,
     AlarmChange,
     AlarmRule,
@@ -22,12 +22,19 @@ from streams.iot.rules import (
     Condition,
     Level,
     NoDataRule,
+    RuleError,
     evaluate,
     no_data_deadline,
     on_deadline,
     on_reading,
+    parse_rule_set,
+    rule_from_dict,
+    rule_set_to_json,
+    rule_to_dict,
 )
+from tests.unit.helpers import pack_rule_sets
 
+RULE_SETS = pack_rule_sets()
 T0 = int(datetime(2026, 9, 14, 8, 0, tzinfo=UTC).timestamp() * 1000)  # a typhoon morning
 WATER = AlarmRule(
     "high-water-level",
@@ -424,15 +431,16 @@ def test_levels_are_kept_most_severe_first_whatever_order_they_were_given_in():
 # Wenzhou's profiles
 
 
-def test_the_profiles_are_the_packs_with_its_inactivity_timeouts():
+def test_every_profile_of_the_pack_has_its_rules():
     pack = load_pack(get_settings().pack_dir)
-    timeouts = {p.code: p.inactivity_timeout_s for p in pack.device_profiles}
-    assert {code: no_data.timeout_s for code, (_, no_data) in PROFILES.items()} == timeouts
+    assert list(RULE_SETS) == [p.code for p in pack.device_profiles]
+    assert all(RULE_SETS.values())
+    assert all(rule.note for rules in RULE_SETS.values() for rule in rules)  # why, for tuners
 
 
-@pytest.mark.parametrize("code", sorted(PROFILES))
+@pytest.mark.parametrize("code", sorted(RULE_SETS))
 def test_a_profiles_clear_condition_lies_beyond_its_lowest_band(code):
-    rules, _ = PROFILES[code]
+    rules = RULE_SETS[code]
     assert len({rule.alarm_type for rule in rules}) == len(rules)
     for rule in rules:
         if rule.clear is None or not rule.levels:
@@ -445,7 +453,7 @@ def test_a_profiles_clear_condition_lies_beyond_its_lowest_band(code):
 
 
 def test_a_typhoon_at_a_river_gauge_raises_escalates_steps_down_and_clears():
-    [rule], _ = PROFILES["water-level"]
+    [rule] = RULE_SETS["water-level"]
     rising = [3.5 + 0.05 * i for i in range(36)]  # 3.5 m to 5.25 m, 5 cm a minute
     falling = [5.25 - 0.025 * i for i in range(1, 81)]  # back down to 3.25 m, slower
     _, changes = run(rule, every_minute(*rising, *falling))
@@ -461,12 +469,123 @@ def test_a_typhoon_at_a_river_gauge_raises_escalates_steps_down_and_clears():
 
 
 def test_hydrant_pressure_alarms_on_low_pressure():
-    [rule], _ = PROFILES["hydrant-pressure"]
+    [rule] = RULE_SETS["hydrant-pressure"]
     readings = [(300 * i, 0.09) for i in range(4)]
     _, changes = run(rule, [(-300, 0.3), *readings])
     # major and critical need 300 s below their thresholds, warning 600 s: critical comes first
     assert kinds(changes) == [("raised", "critical")] and changes[0].at_ms == at(300)
     assert changes[0].reason == "pressure_mpa 0.09 < 0.1 for 300 s"
+
+
+# Rules as JSON (the pack's device-rules.json, device_profiles.rules)
+
+PACK_RULES = [rule for rules in RULE_SETS.values() for rule in rules]
+
+
+@pytest.mark.parametrize("rule", PACK_RULES, ids=[rule.alarm_type for rule in PACK_RULES])
+def test_every_pack_rule_survives_a_json_round_trip(rule):
+    data = json.loads(json.dumps(rule_to_dict(rule)))
+    again = rule_from_dict(data)
+    assert again == rule and again.note == rule.note
+    assert [level.for_ms for level in again.levels] == [level.for_ms for level in rule.levels]
+    assert again.deescalate_ms == rule.deescalate_ms
+    assert rule_to_dict(again) == data
+
+
+def test_a_rule_set_round_trips_and_absent_fields_take_the_defaults():
+    for rules in RULE_SETS.values():
+        assert parse_rule_set(json.loads(json.dumps(rule_set_to_json(rules)))) == rules
+    minimal = {"alarm_type": "t", "key": "k", "levels": [{"severity": "major", "op": ">",
+                                                           "value": 1}]}  # fmt: skip
+    assert rule_from_dict(minimal) == AlarmRule("t", "k", (Level("major", ">", 1),))
+    rate_only = rule_from_dict({"alarm_type": "t", "key": "k", "rate_per_min": 2, "clear": None})
+    assert rate_only == AlarmRule("t", "k", rate_per_min=2) and rate_only.note == ""
+
+
+def _water(**changes):
+    """The pack's river gauge rule as JSON (levels critical, major, warning), changed."""
+    data = rule_to_dict(RULE_SETS["water-level"][0])
+    for path, value in changes.items():
+        target, *keys = data, *path.split("__")
+        for key in keys[:-1]:
+            target = target[int(key)] if isinstance(target, list) else target[key]
+        last = keys[-1]
+        if value is DELETE:
+            del target[last]
+        elif isinstance(target, list):
+            target[int(last)] = value
+        else:
+            target[last] = value
+    return data
+
+
+DELETE = object()
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"colour": "red"}, "colour: unknown field"),
+        ({"levels__0__colour": "red"}, r"levels\[0\]\.colour: unknown field"),
+        ({"clear__colour": "red"}, r"clear\.colour: unknown field"),
+        ({"levels__0__value": True}, r"levels\[0\]\.value: must be a finite number"),
+        ({"levels__1__for_s": False}, r"levels\[1\]\.for_s: must be a number ≥ 0"),
+        ({"levels__1__for_s": -1}, r"levels\[1\]\.for_s: must be a number ≥ 0"),
+        ({"levels__0__value": math.nan}, r"levels\[0\]\.value: must be a finite number"),
+        ({"clear__value": math.inf}, r"clear\.value: must be a finite number"),
+        ({"levels__2__value": 10**400}, r"levels\[2\]\.value: must be a finite number"),
+        ({"levels__0__value": "5"}, r"levels\[0\]\.value: must be a finite number"),
+        ({"levels__2__for_s": math.nan}, r"levels\[2\]\.for_s: must be a number ≥ 0"),
+        ({"deescalate_after_s": -5}, "deescalate_after_s: must be a number ≥ 0"),
+        ({"deescalate_after_s": None}, "deescalate_after_s: must be a number ≥ 0"),
+        ({"levels__1__severity": "fatal"},
+         r"levels\[1\]\.severity: must be one of warning, minor, major, critical"),
+        ({"severity_on_rate": "fatal"}, "severity_on_rate: must be one of warning, minor"),
+        ({"levels__1__severity": "critical"}, r"levels\[1\]\.severity: critical is used twice"),
+        ({"levels__0__op": "=="}, r"levels\[0\]\.op: must be one of >, >=, <, <="),
+        ({"clear__op": "!="}, r"clear\.op: must be one of >, >=, <, <="),
+        ({"levels__0__op": DELETE}, r"levels\[0\]\.op: required"),
+        ({"clear": 3.8}, "clear: must be an object"),
+        ({"rate_per_min": 0}, "rate_per_min: must be a number > 0"),
+        ({"rate_per_min": "0.2"}, "rate_per_min: must be a number > 0"),
+        ({"levels": {"critical": 5}}, "levels: must be a list"),
+        ({"levels": [], "rate_per_min": None}, "levels: a rule needs levels or a rate_per_min"),
+        ({"levels__0": 5}, r"levels\[0\]: must be an object"),
+        ({"alarm_type": "no-data"}, "alarm_type: no-data is reserved"),
+        ({"alarm_type": ""}, "alarm_type: must be a non-empty string of at most 64"),
+        ({"alarm_type": "x" * 65}, "alarm_type: must be a non-empty string of at most 64"),
+        ({"key": 7}, "key: must be a non-empty string"),
+        ({"key": DELETE}, "key: required"),
+        ({"note": None}, "note: must be a string"),
+        ({"note": "x" * 1001}, "note: must be a string of at most 1000"),
+    ],
+)  # fmt: skip
+def test_a_bad_rule_is_refused_naming_its_field(changes, message):
+    with pytest.raises(RuleError, match=f"^{message}"):
+        rule_from_dict(_water(**changes))
+    # In a set, the same message after the rule's index.
+    with pytest.raises(RuleError, match=f"^rules\\[1\\]\\.{message}"):
+        parse_rule_set([rule_to_dict(RULE_SETS["rainfall"][0]), _water(**changes)])
+
+
+def test_a_rule_that_is_not_an_object_is_refused():
+    with pytest.raises(RuleError, match=r"^rule: must be an object"):
+        rule_from_dict(["high-water-level"])  # type: ignore[arg-type]
+    with pytest.raises(RuleError, match=r"^rules\[0\]: must be an object"):
+        parse_rule_set(["high-water-level"])
+
+
+def test_a_bad_rule_set_is_refused():
+    water = rule_to_dict(RULE_SETS["water-level"][0])
+    with pytest.raises(RuleError, match=r"^rules: must be a list"):
+        parse_rule_set({"high-water-level": water})
+    with pytest.raises(RuleError, match=r"^rules\[1\]\.alarm_type: high-water-level is used twice"):
+        parse_rule_set([water, dict(water, key="other_key")])
+    many = [dict(water, alarm_type=f"t{i}") for i in range(MAX_RULES + 1)]
+    assert len(parse_rule_set(many[:MAX_RULES])) == MAX_RULES
+    with pytest.raises(RuleError, match=f"^rules: at most {MAX_RULES} rules, not {MAX_RULES + 1}"):
+        parse_rule_set(many)
+    assert issubclass(RuleError, ValueError)
 
 
 # Properties

@@ -383,6 +383,12 @@ def _copy_pack(tmp_path: Path) -> Path:
          r"without a supervisor: \['gas'\]"),
         ("routing-rules.csv", ",emergency-centre\n", ",ambulance\n",
          "unknown department ambulance"),
+        ("device-rules.json", '"severity_on_rate": "critical"', '"severity_on_rate": "fatal"',
+         r"device-rules.json: profile building-tilt: rules\[0\]\.severity_on_rate: must be one of"),
+        ("device-rules.json", '"for_s": 1200', '"for_s": true',
+         r"profile building-tilt: rules\[0\]\.levels\[1\]\.for_s: must be a number ≥ 0"),
+        ("device-rules.json", '"rainfall": [', '"rain": [',
+         "device-rules.json: profile rain: not in device-profiles.csv"),
     ],
 )  # fmt: skip
 def test_load_pack_refuses_a_broken_pack(tmp_path, file, old, new, message):
@@ -403,3 +409,14 @@ def test_old_style_construction_still_works():
     pack = Pack("x", (0.0, 0.0, 1.0, 1.0), (department,), (), {}, {})
     assert pack.people == () and pack.routing_rules == () and pack.directory == Path()
     assert replace(Person("d", "值班员", "handler"), phone="1").phone == "1"
+
+
+def test_a_profile_the_device_rules_leave_out_has_none(tmp_path):
+    pack_dir = _copy_pack(tmp_path)
+    full = json.loads((PACK_DIR / "device-rules.json").read_text(encoding="utf-8"))
+    only_water = {"water-level": full["water-level"]}
+    (pack_dir / "device-rules.json").write_text(json.dumps(only_water), encoding="utf-8")
+    rules = load_pack(pack_dir).device_rules
+    assert rules["water-level"] == full["water-level"]
+    assert set(rules) == set(full)
+    assert all(rules[code] == [] for code in set(full) - {"water-level"})

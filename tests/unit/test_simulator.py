@@ -5,9 +5,11 @@ from geo.jurisdiction import DistrictIndex
 from hub.pack import load_pack
 from hub.settings import get_settings
 from iot_ingest.simulator import LOW_LYING, Scenario, SimDevice, due, place_devices, reading
-from streams.iot.rules import PROFILES, evaluate
+from streams.iot.rules import evaluate
+from tests.unit.helpers import pack_rule_sets
 
 SETTINGS = get_settings()
+RULE_SETS = pack_rule_sets()
 INDEX = DistrictIndex.from_geojson(SETTINGS.pack_dir / "districts.geojson")
 
 
@@ -22,7 +24,7 @@ def test_devices_are_placed_in_districts_with_the_mix():
     assert len(devices) == 2000 and len({d.serial for d in devices}) == 2000
     assert all(district_of(d.lon, d.lat) == d.district for d in devices)
     shares = Counter(d.profile for d in devices)
-    assert 500 < shares["smoke"] < 700 and set(shares) <= set(PROFILES)
+    assert 500 < shares["smoke"] < 700 and set(shares) <= set(RULE_SETS)
     assert len({d.district for d in devices}) == 12  # all of Wenzhou
 
 
@@ -33,7 +35,7 @@ def test_each_device_reports_once_per_interval():
 
 
 def level_alarm(values: list[float]) -> str | None:
-    rule, state = PROFILES["water-level"][0][0], None
+    rule, state = RULE_SETS["water-level"][0], None
     for second, value in enumerate(values):
         state, _ = evaluate(rule, state, 1_000_000 + second * 60_000, value)
     return state.active
@@ -70,7 +72,7 @@ def test_half_an_hour_of_calm_raises_no_alarm_on_any_profile():
     alarms in the demo are the scenario's, not noise."""
     rng = random.Random(5)
     calm = Scenario("calm")
-    for profile, (rules, _) in PROFILES.items():
+    for profile, rules in RULE_SETS.items():
         device = SimDevice("X", profile, 120.66, 28.01, "330302")
         states: dict = {}
         for step in range(180):

@@ -1,0 +1,141 @@
+"""The device registry's HTTP API on the real app and PostgreSQL: who sees which devices,
+adding and importing devices, disabling and re-keying them, and editing a profile's rules."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.helpers import register_device
+
+pytestmark = pytest.mark.integration
+
+
+def as_(keys: dict[str, str], who: str) -> dict[str, str]:
+    return {"X-API-Key": keys[who]}
+
+
+async def test_a_department_sees_its_own_devices_and_ops_sees_all(
+    api: httpx.AsyncClient, pool: Any, keys: dict[str, str]
+) -> None:
+    device_id = await register_device(pool, f"tok-{uuid.uuid4().hex}")  # the water department's
+    mine = await api.get(f"/api/v1/devices/{device_id}", headers=as_(keys, "water"))
+    assert mine.status_code == 200 and mine.json()["department_code"] == "water"
+    assert mine.json()["district_code"] == "330302" and "token" not in str(mine.json()).lower()
+    theirs = await api.get(f"/api/v1/devices/{device_id}", headers=as_(keys, "lucheng"))
+    assert theirs.status_code == 404
+    listed = await api.get("/api/v1/devices", headers=as_(keys, "lucheng"))
+    assert listed.status_code == 200
+    assert all(d["department_code"] == "urban-management-330302" for d in listed.json())
+    everything = await api.get(
+        "/api/v1/devices",
+        headers=as_(keys, "ops"),
+        params={"profile": "water-level", "limit": 1000},
+    )
+    assert str(device_id) in {d["device_id"] for d in everything.json()}
+    assert (await api.get("/api/v1/devices", headers=as_(keys, "hotline"))).status_code == 403
+
+
+async def test_ops_adds_imports_disables_and_rekeys_devices(
+    api: httpx.AsyncClient, keys: dict[str, str]
+) -> None:
+    ops = as_(keys, "ops")
+    assert (
+        await api.put(
+            "/api/v1/admin/vendors/acme-iot", headers=ops, json={"code": "acme-iot", "name": "Acme"}
+        )
+    ).status_code == 200
+    serial = f"ACME-{uuid.uuid4().hex[:8]}"
+    added = await api.post(
+        "/api/v1/admin/devices",
+        headers=ops,
+        json={
+            "serial": serial,
+            "vendor": "acme-iot",
+            "profile": "smoke",
+            "lon": 120.66,
+            "lat": 28.01,
+        },
+    )
+    assert added.status_code == 201 and added.json()["new"] == 1
+    [made] = added.json()["tokens"]
+    assert made["serial"] == serial and len(made["token"]) >= 16
+    posted = await api.post(f"/api/v1/{made['token']}/telemetry", json={"smoke_alarm": 0})
+    assert posted.status_code == 200
+
+    csv_body = "serial,vendor,profile,lon,lat\n" + "".join(
+        f"{serial}-{i},acme-iot,manhole-cover,120.6{i},28.0{i}\n" for i in range(3)
+    )
+    imported = await api.post(
+        "/api/v1/admin/devices/import",
+        headers={**ops, "Content-Type": "text/csv"},
+        content=csv_body.encode(),
+    )
+    assert imported.status_code == 200 and imported.json()["new"] == 3
+    bad = await api.post(
+        "/api/v1/admin/devices/import",
+        headers={**ops, "Content-Type": "text/csv"},
+        content=b"serial,vendor,profile,lon,lat\nX,acme-iot,smoke,0,0\n",
+    )
+    assert bad.status_code == 400 and "line 2" in bad.json()["detail"]
+    assert (
+        await api.post(
+            "/api/v1/admin/devices/import", headers=as_(keys, "water"), content=csv_body.encode()
+        )
+    ).status_code == 403
+
+    listed = await api.get("/api/v1/devices", headers=ops, params={"vendor": "acme-iot"})
+    device_id = next(d["device_id"] for d in listed.json() if d["serial"] == serial)
+    disabled = await api.post(f"/api/v1/admin/devices/{device_id}/disable", headers=ops)
+    assert disabled.status_code == 200 and disabled.json()["disabled_at"] is not None
+    rekeyed = await api.post(f"/api/v1/admin/devices/{device_id}/token", headers=ops)
+    assert rekeyed.status_code == 200 and rekeyed.json()["token"] != made["token"]
+    enabled = await api.post(f"/api/v1/admin/devices/{device_id}/enable", headers=ops)
+    assert enabled.json()["disabled_at"] is None
+    missing = await api.post(f"/api/v1/admin/devices/{uuid.uuid4()}/disable", headers=ops)
+    assert missing.status_code == 404
+
+
+async def test_a_profiles_rules_are_edited_as_a_whole_and_refused_when_wrong(
+    api: httpx.AsyncClient, keys: dict[str, str]
+) -> None:
+    ops = as_(keys, "ops")
+    profiles = (await api.get("/api/v1/admin/device-profiles", headers=ops)).json()
+    hydrant = next(p for p in profiles if p["code"] == "hydrant-pressure")
+    assert hydrant["rules"], "the pack's rules are seeded"
+    original = hydrant["rules"]
+    rules = [
+        {
+            **original[0],
+            "levels": [
+                {**original[0]["levels"][0], "value": original[0]["levels"][0]["value"] * 0.9},
+                *original[0]["levels"][1:],
+            ],
+        },
+        *original[1:],
+    ]
+    saved = await api.put(
+        "/api/v1/admin/device-profiles/hydrant-pressure/rules", headers=ops, json=rules
+    )
+    assert saved.status_code == 200 and saved.json()["rules"] == rules
+
+    broken = [{**rules[0], "levels": [{"severity": "dire", "op": ">=", "value": 1}]}]
+    refused = await api.put(
+        "/api/v1/admin/device-profiles/hydrant-pressure/rules", headers=ops, json=broken
+    )
+    assert refused.status_code == 400 and "severity" in refused.json()["detail"]
+    unknown = await api.put("/api/v1/admin/device-profiles/no-such/rules", headers=ops, json=[])
+    assert unknown.status_code == 404
+    water = await api.put(
+        "/api/v1/admin/device-profiles/hydrant-pressure/rules",
+        headers=as_(keys, "water"),
+        json=rules,
+    )
+    assert water.status_code == 403
+    restored = await api.put(
+        "/api/v1/admin/device-profiles/hydrant-pressure/rules", headers=ops, json=original
+    )
+    assert restored.json()["rules"] == original
