@@ -5,6 +5,7 @@ TCP: ThingsBoard's device and gateway topics, CONNACK and PUBACK reason codes in
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 import uuid
 from typing import Any
@@ -205,4 +206,29 @@ async def test_attributes_are_merged_and_read_back(gateway_port: int, pool: Any)
     answer = await asyncio.wait_for(client.messages.get(), 10)
     assert answer.topic == "v1/devices/me/attributes/response/7"
     assert orjson.loads(answer.payload)["client"]["firmware"] == "2.1.0"
+    await client.close()
+
+
+async def test_garbage_on_many_connections_never_stops_the_gateway(
+    gateway_port: int, pool: Any
+) -> None:
+    """Random bytes after a valid CONNECT and instead of one, on 60 connections at once."""
+    rng = random.Random(7)
+    token, _ = await device(pool)
+
+    async def junk(index: int) -> None:
+        reader, writer = await asyncio.open_connection(HOST, gateway_port)
+        if index % 2:
+            writer.write(p.encode_connect(client_id=f"junk{index}", username=token, level=p.V5))
+        writer.write(rng.randbytes(rng.randrange(1, 4000)))
+        try:
+            await asyncio.wait_for(reader.read(), 10)  # the gateway closes it, or it idles out
+        except TimeoutError:
+            pass
+        writer.close()
+
+    await asyncio.gather(*(junk(i) for i in range(60)))
+    other, _ = await device(pool)
+    client = await MqttClient.connect(HOST, gateway_port, username=other)
+    assert await client.publish(TELEMETRY, b'{"water_level_m": 1}', qos=1) == 0
     await client.close()
