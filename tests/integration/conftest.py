@@ -155,13 +155,12 @@ def gateway_port(prepared: Settings) -> Iterator[int]:
     assert proc.wait(timeout=30) == 0, "hub gateway did not stop cleanly"
 
 
-@pytest.fixture(scope="session")
-def api_url(prepared: Settings) -> Iterator[str]:
-    """A real `hub api` (uvicorn) process on this run's topics and database."""
+def start_api(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    """A real `hub api` (uvicorn) process with this environment, once it is ready."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "hub.cli", "api", "--port", str(port)],
-        env=os.environ,
+        env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -170,12 +169,18 @@ def api_url(prepared: Settings) -> Iterator[str]:
     while True:
         try:
             if httpx.get(f"{url}/readyz").status_code == 200:
-                break
+                return proc, url
         except httpx.TransportError:
             pass
         assert proc.poll() is None, "hub api exited"
         assert time.monotonic() < deadline, "hub api did not become ready"
         time.sleep(0.3)
+
+
+@pytest.fixture(scope="session")
+def api_url(prepared: Settings) -> Iterator[str]:
+    """A real `hub api` (uvicorn) process on this run's topics and database."""
+    proc, url = start_api(dict(os.environ))
     yield url
     proc.terminate()
     proc.wait(timeout=30)

@@ -6,9 +6,13 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
+from hub.pack import load_pack
+from hub.seed import seed
+from hub.settings import Settings
 from tests.integration.helpers import register_device
 
 pytestmark = pytest.mark.integration
@@ -99,43 +103,39 @@ async def test_ops_adds_imports_disables_and_rekeys_devices(
     assert missing.status_code == 404
 
 
-async def test_a_profiles_rules_are_edited_as_a_whole_and_refused_when_wrong(
-    api: httpx.AsyncClient, keys: dict[str, str]
+async def test_a_profiles_rules_are_edited_as_a_whole_and_survive_reseeding(
+    api: httpx.AsyncClient, keys: dict[str, str], prepared: Settings
 ) -> None:
     ops = as_(keys, "ops")
-    profiles = (await api.get("/api/v1/admin/device-profiles", headers=ops)).json()
-    hydrant = next(p for p in profiles if p["code"] == "hydrant-pressure")
-    assert hydrant["rules"], "the pack's rules are seeded"
-    original = hydrant["rules"]
-    rules = [
-        {
-            **original[0],
-            "levels": [
-                {**original[0]["levels"][0], "value": original[0]["levels"][0]["value"] * 0.9},
-                *original[0]["levels"][1:],
-            ],
-        },
-        *original[1:],
-    ]
-    saved = await api.put(
-        "/api/v1/admin/device-profiles/hydrant-pressure/rules", headers=ops, json=rules
-    )
+    url = "/api/v1/admin/device-profiles/hydrant-pressure/rules"
+    pack = load_pack(prepared.pack_dir)
+    # From the pack file, not the database: the OpenAPI fuzz tests edit rules too.
+    original = pack.device_rules["hydrant-pressure"]
+    first = original[0]
+    lower = {**first["levels"][0], "value": first["levels"][0]["value"] * 0.9}
+    rules = [{**first, "levels": [lower, *first["levels"][1:]]}, *original[1:]]
+    saved = await api.put(url, headers=ops, json=rules)
     assert saved.status_code == 200 and saved.json()["rules"] == rules
+    assert saved.json()["rules_set_by"].startswith("ops")
 
     broken = [{**rules[0], "levels": [{"severity": "dire", "op": ">=", "value": 1}]}]
-    refused = await api.put(
-        "/api/v1/admin/device-profiles/hydrant-pressure/rules", headers=ops, json=broken
-    )
+    refused = await api.put(url, headers=ops, json=broken)
     assert refused.status_code == 400 and "severity" in refused.json()["detail"]
     unknown = await api.put("/api/v1/admin/device-profiles/no-such/rules", headers=ops, json=[])
     assert unknown.status_code == 404
-    water = await api.put(
-        "/api/v1/admin/device-profiles/hydrant-pressure/rules",
-        headers=as_(keys, "water"),
-        json=rules,
-    )
-    assert water.status_code == 403
-    restored = await api.put(
-        "/api/v1/admin/device-profiles/hydrant-pressure/rules", headers=ops, json=original
-    )
-    assert restored.json()["rules"] == original
+    assert (await api.put(url, headers=as_(keys, "water"), json=rules)).status_code == 403
+
+    # Re-seeding the pack keeps the admin's rules, and resets the ones the pack set.
+    conn = await asyncpg.connect(prepared.dsn)
+    try:
+        await seed(conn, pack)
+    finally:
+        await conn.close()
+    profiles = (await api.get("/api/v1/admin/device-profiles", headers=ops)).json()
+    by_code = {profile["code"]: profile for profile in profiles}
+    assert by_code["hydrant-pressure"]["rules"] == rules
+    from_pack = [code for code, profile in by_code.items() if profile["rules_set_by"] == "pack"]
+    assert from_pack, "the fuzz tests cannot have edited every profile"
+    for code in from_pack:
+        assert by_code[code]["rules"] == pack.device_rules[code], code
+    assert (await api.put(url, headers=ops, json=original)).json()["rules"] == original
