@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import gc
 import json
-import math
 import os
 import platform
 import random
@@ -45,6 +44,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
+from bench.common import RESULTS_DIR, BenchError, percentile, start_hub, stop
 from dispatch.rulebook import Rulebook, load_rulebook, policy_label
 from dispatch.sla.escalation import Q as SLA_QUERIES
 from dispatch.sla.escalation import due_soon, run_cycle
@@ -61,7 +61,6 @@ from schemas.event import Crs, EventV1, Location, Priority, Source, event_id_for
 from schemas.incident import IncidentChangeV1
 from schemas.topics import INCIDENTS
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 BATCH_SIZE = 500  # the worker's default batch (Settings.worker_batch_size)
 # Shares of new incidents by priority, in percent: most reports are routine. Open tickets
 # follow them weighted by how long each stays open (see ticket_templates).
@@ -70,7 +69,6 @@ PRIORITY_SHARES = {"urgent": 3, "high": 17, "normal": 65, "low": 15}
 OVERDUE = 0.05
 STORE_TIMEOUT_S = 180.0
 POLL_S = 0.2
-STOP_GRACE_S = 20.0
 PRODUCE_CHUNK = 1000
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 FILL_TABLES = ("events", "incidents", "incident_members", "tickets", "sla_timers")
@@ -85,10 +83,6 @@ TICKET_TABLES = (
     "event_revisions",
     "events",
 )
-
-
-class BenchError(RuntimeError):
-    """Something the person running the benchmark must fix; printed without a traceback."""
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -130,12 +124,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 # --- measuring helpers --------------------------------------------------------------------
-
-
-def percentile(sorted_values: Sequence[float], pct: float) -> float:
-    """Nearest-rank percentile: always a value that was actually observed."""
-    rank = max(math.ceil(pct / 100 * len(sorted_values)), 1)
-    return sorted_values[rank - 1]
 
 
 def spread_ms(seconds: Sequence[float]) -> dict[str, float]:
@@ -448,24 +436,11 @@ async def produce_incidents(settings: Settings, changes: Sequence[IncidentChange
 
 
 def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    with open(log_path, "wb") as log:  # the child keeps its own descriptor
-        return subprocess.Popen(
-            [sys.executable, "-m", "hub.cli", "worker", "--loglevel", "warn"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
+    log_path.unlink(missing_ok=True)
+    return start_hub(["worker", "--loglevel", "warn"], log_path, env)
 
 
-def stop_worker(worker: subprocess.Popen[bytes]) -> int | None:
-    if worker.poll() is None:
-        worker.send_signal(signal.SIGINT)
-        try:
-            worker.wait(timeout=STOP_GRACE_S)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
-    return worker.returncode
+stop_worker = stop
 
 
 async def wait_for_tickets(conn: Any, target: int, worker: subprocess.Popen[bytes]) -> float:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import os
 import platform
 import random
@@ -37,6 +36,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from bench.common import RESULTS_DIR, BenchError, percentile, start_hub, stop
 from hub.bus import delete_topics_with_prefix
 from hub.settings import LOCAL_DATABASE_URL, Settings
 from schemas.codec import dumps, loads
@@ -45,17 +45,11 @@ from schemas.intake import CHINA_TZ, Hotline12345Order, HotlineRequestType, Inta
 from schemas.topics import INTAKE_RAW
 from streams.classify import read_corpus
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 HELDOUT = Path(__file__).resolve().parents[1] / "packs" / "wenzhou" / "corpus" / "heldout"
 STORE_TIMEOUT_S = 300.0
 POLL_S = 0.2
-STOP_GRACE_S = 20.0
 PRODUCE_CHUNK = 1000
 PACE_TICK_S = 0.01  # the rate phase sends a small batch every 10 ms
-
-
-class BenchError(RuntimeError):
-    """Something the person running the benchmark must fix; printed without a traceback."""
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -152,13 +146,8 @@ async def wait_for_members(conn: Any, target: int, worker: subprocess.Popen[byte
 
 
 def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    with open(log_path, "wb") as log:  # the child keeps its own descriptor
-        return subprocess.Popen(
-            [sys.executable, "-m", "hub.cli", "worker", "--loglevel", "warn"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
+    log_path.unlink(missing_ok=True)
+    return start_hub(["worker", "--loglevel", "warn"], log_path, env)
 
 
 def start_more_workers(
@@ -174,15 +163,7 @@ def start_more_workers(
     ]
 
 
-def stop_worker(worker: subprocess.Popen[bytes]) -> int | None:
-    if worker.poll() is None:
-        worker.send_signal(signal.SIGINT)
-        try:
-            worker.wait(timeout=STOP_GRACE_S)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
-    return worker.returncode
+stop_worker = stop
 
 
 async def counts(conn: Any) -> dict[str, int]:
@@ -193,12 +174,6 @@ async def counts(conn: Any) -> dict[str, int]:
 
 
 # --- measuring ----------------------------------------------------------------------------
-
-
-def percentile(sorted_values: list[float], pct: float) -> float:
-    """Nearest-rank percentile: always a value that was actually observed."""
-    rank = max(math.ceil(pct / 100 * len(sorted_values)), 1)
-    return sorted_values[rank - 1]
 
 
 async def ceiling(settings: Settings, n: int) -> dict[str, Any]:
