@@ -38,7 +38,7 @@ from typing import Any
 
 import httpx
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from bench.common import (
     RESULTS_DIR,
@@ -54,6 +54,7 @@ from bench.common import (
     wait_for_port,
 )
 from hub.auth import create_api_key
+from hub.bus import topic_partitions
 from hub.db import create_pool
 from hub.settings import Settings
 from iot_ingest.mqtt.client import MqttClient
@@ -198,7 +199,9 @@ async def send_probes(
 async def rules_lag(settings: Settings, consumer: AIOKafkaConsumer) -> int:
     """Records on iot.telemetry the rule engine has not committed yet."""
     topic = settings.topic(topics.IOT_TELEMETRY)
-    partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+    partitions = await topic_partitions(consumer, topic)
+    if not partitions:
+        raise BenchError(f"no partitions of {topic}: the lag cannot be measured")
     ends = await consumer.end_offsets(partitions)
     lag = 0
     for partition in partitions:
@@ -215,7 +218,6 @@ async def lag_reader(settings: Settings) -> AIOKafkaConsumer:
         enable_auto_commit=False,
     )
     await consumer.start()
-    await consumer.topics()  # loads metadata
     return consumer
 
 

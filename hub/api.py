@@ -11,6 +11,7 @@ import asyncpg
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 
 from dispatch.deadletters.views import router as admin_router
 from dispatch.departments.views import admin_router as departments_admin_router
@@ -21,6 +22,10 @@ from dispatch.intake.views import build_router as build_intake_router
 from dispatch.intake.views import events_router
 from dispatch.open311.formats import Open311Error, render_error
 from dispatch.open311.views import router as open311_router
+from dispatch.ops.feed import Feed, follow_forever
+from dispatch.ops.pages import WEB_DIST
+from dispatch.ops.pages import router as pages_router
+from dispatch.ops.views import router as ops_router
 from dispatch.routing.views import router as routing_router
 from dispatch.rulebook import RulebookCache
 from dispatch.tickets.views import router as tickets_router
@@ -117,10 +122,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             per_second=settings.device_rate_per_s, burst=settings.device_rate_burst
         )
         flusher = asyncio.create_task(_flush_counters_forever(app))
+        app.state.ops_feed = Feed()
+        following = asyncio.create_task(follow_forever(app.state.ops_feed, settings,
+                                                       app.state.pool))  # fmt: skip
         try:
             yield
         finally:
             flusher.cancel()
+            following.cancel()
+            await asyncio.gather(following, return_exceptions=True)
             await app.state.counters.flush(app.state.pool)
             await app.state.bus.stop()
             await app.state.pool.close()
@@ -132,6 +142,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         default_response_class=JSONResponse,
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.mount("/static", StaticFiles(directory=WEB_DIST, check_dir=False), name="static")
     app.add_middleware(RefuseNulInUrl)
 
     @app.exception_handler(BusUnavailable)
@@ -185,6 +196,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         open311_router,
         alarms_router,
         registry_router,
+        ops_router,
+        pages_router,
         device_router,  # last: /api/v1/{token}/… must not shadow the fixed paths above
     ):
         app.include_router(router)

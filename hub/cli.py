@@ -105,6 +105,8 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
         workers=args.workers or settings.api_workers,
         access_log=settings.api_access_log,
         log_level="info",
+        # Dashboards keep websockets open: without a bound, a stop waits for them for ever.
+        timeout_graceful_shutdown=5,
     )
     return 0
 

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -156,14 +157,18 @@ def gateway_port(prepared: Settings) -> Iterator[int]:
 
 
 def start_api(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
-    """A real `hub api` (uvicorn) process with this environment, once it is ready."""
+    """A real `hub api` (uvicorn) process with this environment, once it is ready; its log is
+    in the state folder (.hub/api-<topic prefix>log)."""
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hub.cli", "api", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    state_dir = Path(env.get("HUB_STATE_DIR") or get_settings().state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with open(state_dir / f"api-{env.get('HUB_TOPIC_PREFIX', '')}log", "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hub.cli", "api", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:

@@ -9,10 +9,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from dispatch.tickets.service import store_incident_changes, ticket_id_for
+from hub.bus import topic_partitions
 from hub.settings import Settings
 from iot_ingest.registry import Profile, device_id_for, import_devices, prepare_rows
 from schemas.event import Crs, EventV1, Location, Priority, Source, event_id_for
@@ -24,11 +25,7 @@ async def end_offsets(settings: Settings, topic: str) -> int:
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap)
     await consumer.start()
     try:
-        partitions = consumer.partitions_for_topic(settings.topic(topic)) or set()
-        if not partitions:
-            await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(settings.topic(topic)) or set()
-        tps = [TopicPartition(settings.topic(topic), p) for p in partitions]
+        tps = await topic_partitions(consumer, settings.topic(topic))
         return sum((await consumer.end_offsets(tps)).values())
     finally:
         await consumer.stop()

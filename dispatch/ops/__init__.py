@@ -1,0 +1,1 @@
+"""The operations centre's live feed: state, fan-out, websocket."""

@@ -1,0 +1,263 @@
+"""The live feed behind ``/ws/ops``: Kafka → the city's state (dispatch/ops/state.py) → every
+connected dashboard.
+
+One log, many cursors. Each change gets a sequence number and goes into a ring of recent
+changes; every client keeps its own cursor and, at most every ``FRAME_INTERVAL_S``, sends what
+changed since it — each key once, at its latest value. A slow client therefore gets fewer,
+bigger frames of the newest state, never a growing queue, and nobody waits for it. A client
+whose cursor fell out of the ring (or that resumes from another stream) gets a snapshot. Each
+change is encoded to JSON once, whatever the number of clients.
+
+State comes from replaying ``incidents``, ``tickets.changes`` and ``iot.alarms`` from their
+beginning (Kafka is the log of record), then following them; device counts per district come
+from PostgreSQL every minute. Clients are served once the replay has reached the offsets that
+were the end when the feed started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+
+from dispatch.ops.state import LAYERS, OpsState, Update
+from hub.bus import topic_partitions
+from hub.settings import Settings
+from schemas import topics
+from schemas.alarm import AlarmChangeV1
+from schemas.codec import loads
+from schemas.incident import IncidentChangeV1
+from schemas.ticket import TicketChangeV1
+
+log = logging.getLogger(__name__)
+RING = 100_000  # changes kept for resuming and for slow clients
+FRAME_INTERVAL_S = 0.1
+SLA_EVERY_S = 5.0
+DEVICES_EVERY_S = 60.0
+POLL_RECORDS = 2000
+RESTART_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """What a client asked for; an empty set means all."""
+
+    layers: frozenset[str] = frozenset(LAYERS)
+    districts: frozenset[str] = frozenset()
+    categories: frozenset[str] = frozenset()
+    priorities: frozenset[str] = frozenset()
+
+    def wants(self, update: Update) -> bool:
+        if update.layer not in self.layers:
+            return False
+        for wanted, have in (
+            (self.districts, update.district),
+            (self.categories, update.category),
+            (self.priorities, update.priority),
+        ):
+            if wanted and have is not None and have not in wanted:
+                return False
+        return True
+
+
+@dataclass(slots=True)
+class Entry:
+    seq: int
+    update: Update
+    encoded: bytes  # {"layer":…,"key":…,"value":…}, once for every client
+
+
+class Feed:
+    def __init__(self) -> None:
+        self.stream = secrets.token_hex(6)  # a new one per process start: seqs restart too
+        self.seq = 0
+        self.state = OpsState()
+        self.ready = asyncio.Event()
+        self._ring: deque[tuple[int, tuple[str, str]]] = deque(maxlen=RING)
+        self._latest: dict[tuple[str, str], Entry] = {}
+        self._changed = asyncio.get_running_loop().create_future()
+        self.clients = 0
+
+    @property
+    def oldest(self) -> int:
+        """The oldest seq still in the ring (a cursor before it cannot be served by deltas)."""
+        return self._ring[0][0] if self._ring else self.seq + 1
+
+    def publish(self, updates: Iterable[Update]) -> None:
+        for update in updates:
+            self.seq += 1
+            key = (update.layer, update.key)
+            encoded = orjson.dumps(
+                {"layer": update.layer, "key": update.key, "value": update.value}
+            )
+            if len(self._ring) == self._ring.maxlen:
+                self._forget(self._ring[0])
+            self._ring.append((self.seq, key))
+            self._latest[key] = Entry(self.seq, update, encoded)
+        if not self._changed.done():
+            self._changed.set_result(None)
+            self._changed = asyncio.get_running_loop().create_future()
+
+    def _forget(self, oldest: tuple[int, tuple[str, str]]) -> None:
+        """A deletion leaving the ring is forgotten: no cursor can need it any more."""
+        seq, key = oldest
+        entry = self._latest.get(key)
+        if entry is not None and entry.seq == seq and entry.update.value is None:
+            del self._latest[key]
+
+    async def wait_beyond(self, seq: int) -> None:
+        while self.seq <= seq:
+            await asyncio.shield(self._changed)
+
+    def snapshot(self, filters: Filters) -> list[bytes]:
+        return [
+            entry.encoded
+            for entry in self._latest.values()
+            if entry.update.value is not None and filters.wants(entry.update)
+        ]
+
+    def since(self, cursor: int, filters: Filters) -> list[bytes] | None:
+        """What changed after ``cursor``, each key once at its latest; None if the ring no
+        longer reaches back that far (the client needs a snapshot)."""
+        if cursor < self.oldest - 1:
+            return None
+        keys: dict[tuple[str, str], None] = {}
+        for seq, key in reversed(self._ring):
+            if seq <= cursor:
+                break
+            keys[key] = None
+        parts = []
+        for key in reversed(keys):  # oldest change first
+            entry = self._latest.get(key)
+            if entry is not None and filters.wants(entry.update):
+                parts.append(entry.encoded)
+        return parts
+
+
+def frame(kind: str, feed: Feed, parts: list[bytes], **extra: Any) -> bytes:
+    head = orjson.dumps({"type": kind, "stream": feed.stream, "seq": feed.seq, **extra})
+    return head[:-1] + b',"updates":[' + b",".join(parts) + b"]}"
+
+
+# --- following Kafka ---------------------------------------------------------------------
+
+
+async def follow_forever(feed: Feed, settings: Settings, pool: Any) -> None:
+    """``follow``, started again after any failure (Kafka or PostgreSQL away): replaying into
+    the same state is harmless, every record carries its key's whole value."""
+    while True:
+        try:
+            await follow(feed, settings, pool)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("ops feed stopped; starting again in %.0f s", RESTART_S)
+            await asyncio.sleep(RESTART_S)
+
+
+async def follow(feed: Feed, settings: Settings, pool: Any) -> None:
+    """Replay, then follow, the topics into the feed; runs until cancelled."""
+    names = {
+        settings.topic(t): t for t in (topics.INCIDENTS, topics.TICKETS_CHANGES, topics.IOT_ALARMS)
+    }
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=POLL_RECORDS,
+    )
+    await consumer.start()
+    try:
+        partitions = [tp for topic in names for tp in await topic_partitions(consumer, topic)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        districts = DeviceDistricts()
+        next_sla = next_devices = 0.0
+        while True:
+            batches = await consumer.getmany(timeout_ms=200, max_records=POLL_RECORDS)
+            updates = await _apply(feed.state, names, batches, districts, pool)
+            now = time.monotonic()
+            if now >= next_devices:
+                next_devices = now + DEVICES_EVERY_S
+                updates += feed.state.set_devices(await districts.counts(pool))
+            if now >= next_sla:
+                next_sla = now + SLA_EVERY_S
+                updates += feed.state.sla_board(datetime.now(UTC))
+            feed.publish(updates)
+            if not feed.ready.is_set() and await _caught_up(consumer, ends):
+                log.info("ops feed ready at seq %d", feed.seq)
+                feed.ready.set()
+    finally:
+        await consumer.stop()
+
+
+async def _caught_up(consumer: AIOKafkaConsumer, ends: dict[Any, int]) -> bool:
+    """Whether the replay has read up to where the topics ended when the feed started."""
+    for partition, end in ends.items():
+        if await consumer.position(partition) < end:
+            return False
+    return True
+
+
+async def _apply(
+    state: OpsState,
+    names: dict[str, str],
+    batches: dict[Any, list[Any]],
+    districts: DeviceDistricts,
+    pool: Any,
+) -> list[Update]:
+    updates: list[Update] = []
+    alarms: list[AlarmChangeV1] = []
+    for tp, records in batches.items():
+        kind = names[tp.topic]
+        for record in records:
+            try:
+                if kind == topics.INCIDENTS:
+                    updates += state.apply_incident(loads(IncidentChangeV1, record.value))
+                elif kind == topics.TICKETS_CHANGES:
+                    updates += state.apply_ticket(loads(TicketChangeV1, record.value))
+                else:
+                    alarms.append(loads(AlarmChangeV1, record.value))
+            except ValueError as exc:  # a record the feed cannot read is skipped, not fatal
+                log.warning("ops feed skips a %s record: %s", kind, exc)
+    if alarms:
+        where = await districts.of(pool, {alarm.device_id for alarm in alarms})
+        for alarm in alarms:
+            updates += state.apply_alarm(alarm, district=where.get(alarm.device_id))
+    return updates
+
+
+class DeviceDistricts:
+    """Each device's district (cached: devices do not move often), and counts per district."""
+
+    def __init__(self) -> None:
+        self._known: dict[uuid.UUID, str | None] = {}
+
+    async def of(self, pool: Any, device_ids: set[uuid.UUID]) -> dict[uuid.UUID, str | None]:
+        missing = [d for d in device_ids if d not in self._known]
+        if missing:
+            rows = await pool.fetch(
+                "SELECT device_id, district_code FROM devices WHERE device_id = ANY($1::uuid[])",
+                missing,
+            )
+            for row in rows:
+                self._known[uuid.UUID(bytes=row["device_id"].bytes)] = row["district_code"]
+        return {d: self._known.get(d) for d in device_ids}
+
+    async def counts(self, pool: Any) -> dict[str, int]:
+        rows = await pool.fetch(
+            """SELECT district_code, count(*) AS devices FROM devices
+               WHERE disabled_at IS NULL AND district_code IS NOT NULL GROUP BY district_code"""
+        )
+        return {row["district_code"]: row["devices"] for row in rows}

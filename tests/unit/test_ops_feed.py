@@ -1,0 +1,57 @@
+"""The feed's log and cursors (dispatch/ops/feed.py): conflation, filters, the ring's edge."""
+
+import orjson
+
+from dispatch.ops import feed as feed_module
+from dispatch.ops.feed import Feed, Filters, frame
+from dispatch.ops.state import Update
+
+
+def incident(key: str, reports: int, district: str = "330302") -> Update:
+    return Update("incidents", key, {"reports": reports}, district=district, category="x")
+
+
+def values(parts: list[bytes]) -> list[tuple[str, object]]:
+    return [(p["key"], p["value"]) for p in map(orjson.loads, parts)]
+
+
+async def test_a_client_gets_each_changed_key_once_at_its_latest_value() -> None:
+    feed = Feed()
+    feed.publish([incident("a", 1), incident("b", 1)])
+    cursor = feed.seq
+    feed.publish([incident("a", n) for n in range(2, 50)] + [incident("c", 1)])
+    assert values(feed.since(cursor, Filters()) or []) == [("a", {"reports": 49}),
+                                                           ("c", {"reports": 1})]  # fmt: skip
+
+
+async def test_filters_keep_other_districts_and_layers_out() -> None:
+    feed = Feed()
+    feed.publish([incident("a", 1, "330302"), incident("b", 1, "330303"),
+                  Update("h3", "8:x", {"open": 1})])  # fmt: skip
+    lucheng = Filters(districts=frozenset({"330302"}))
+    assert [k for k, _ in values(feed.snapshot(lucheng))] == ["a", "8:x"]  # h3 has no district
+    only_h3 = Filters(layers=frozenset({"h3"}))
+    assert [k for k, _ in values(feed.since(0, only_h3) or [])] == ["8:x"]
+
+
+async def test_a_deleted_key_is_sent_as_null_then_forgotten_when_the_ring_moves_on(
+    monkeypatch,
+) -> None:
+    monkeypatch.setattr(feed_module, "RING", 4)
+    feed = Feed()
+    feed.publish([incident("a", 1)])
+    cursor = feed.seq
+    feed.publish([Update("incidents", "a", None)])
+    assert values(feed.since(cursor, Filters()) or []) == [("a", None)]
+    assert feed.snapshot(Filters()) == []
+    feed.publish([incident(str(n), 1) for n in range(6)])
+    assert feed.since(cursor, Filters()) is None  # fell out of the ring: snapshot needed
+    assert ("incidents", "a") not in feed._latest
+
+
+async def test_a_frame_is_valid_json_with_its_updates() -> None:
+    feed = Feed()
+    feed.publish([incident("a", 1)])
+    body = orjson.loads(frame("delta", feed, feed.snapshot(Filters()), **{"from": 0}))
+    assert body["type"] == "delta" and body["from"] == 0 and body["seq"] == 1
+    assert body["updates"] == [{"layer": "incidents", "key": "a", "value": {"reports": 1}}]
