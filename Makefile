@@ -2,7 +2,7 @@
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint unit down
+.PHONY: install web browser demo test lint unit down
 
 install: $(VENV)/.installed
 
@@ -12,7 +12,19 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
-demo: install
+# The dashboard (web/dist), rebuilt when its sources change; npm packages from the registry.
+WEB_SOURCES := $(wildcard web/src/*) web/package.json web/package-lock.json web/build.mjs
+web: web/dist/index.html
+
+web/dist/index.html: $(WEB_SOURCES)
+	cd web && npm ci --no-audit --no-fund --loglevel=error && npm run build
+
+# Headless Chromium and CJK fonts for the dashboard's browser test (Debian packages).
+browser:
+	@command -v chromium >/dev/null && fc-list | grep -qi "noto sans cjk" || \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium fonts-noto-cjk)
+
+demo: install web
 	$(BIN)/hub demo
 
 lint: install
@@ -21,7 +33,8 @@ lint: install
 	$(BIN)/mypy
 
 # Installs, starts local Kafka and PostgreSQL (if not pointed elsewhere), lints, runs every test.
-test: install lint
+test: install lint web browser
+	cd web && npm test --silent
 	$(BIN)/hub infra up
 	$(BIN)/pytest -q -ra
 
