@@ -124,7 +124,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from hub.demo import run_demo
 
-    return run_demo(settings, keep_running=not args.once)
+    return run_demo(settings, keep_running=not args.once, devices=args.devices)
 
 
 def cmd_vendors(args: argparse.Namespace, settings: Settings) -> int:
@@ -376,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="everything, plus a sample event; Ctrl-C stops it")
     p.add_argument("--once", action="store_true", help="stop after the sample ticket is shown")
+    p.add_argument("--devices", type=int, default=100_000, help="simulated devices")
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -1,10 +1,13 @@
-"""`hub demo`: start everything locally, post a sample 12345 work order, show its ticket."""
+"""`hub demo`: start everything locally (Kafka, PostgreSQL, API, worker, MQTT gateway), post a
+sample 12345 work order and show its ticket, print the dashboard's address; then, until Ctrl-C,
+simulated devices (a typhoon, through MQTT gateways) and a stream of citizen reports."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import random
 import signal
 import subprocess
 import sys
@@ -90,17 +93,54 @@ async def _show_sample_ticket(base: str, keys: dict[str, str]) -> dict[str, Any]
         raise RuntimeError("the worker did not open a ticket within 120 s; see .hub/logs/")
 
 
+REPORT_EVERY_S = 3.0
+JITTER_DEG = 0.03  # reports scatter around the districts' centres, where people are
+
+
+def _report_material(settings: Settings) -> tuple[list[str], list[list[float]]]:
+    """Texts (the classifier's held-out corpus) and the districts' centres."""
+    from streams.classify import read_corpus
+
+    texts = [text for text, _ in read_corpus(settings.pack_dir / "corpus" / "heldout")]
+    with open(settings.pack_dir / "districts.geojson", encoding="utf-8") as handle:
+        centres = [f["properties"]["label_point"] for f in json.load(handle)["features"]]
+    return texts, centres
+
+
+async def _report_stream(base: str, key: str, settings: Settings) -> None:
+    """Citizen reports until cancelled, at points in the city around its districts' centres."""
+    from hub.pack import load_pack
+
+    pack = load_pack(settings.pack_dir)
+    texts, centres = _report_material(settings)
+    rng = random.Random()  # noqa: S311 - demo data, not secrets
+    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+        for number in range(1, 10**9):
+            lon, lat = rng.choice(centres)
+            lon, lat = lon + rng.gauss(0, JITTER_DEG), lat + rng.gauss(0, JITTER_DEG)
+            if pack.contains(lon, lat):
+                order = {"order_no": f"WZ12345-DEMO-{datetime.now(UTC):%Y%m%d%H%M%S}-{number}",
+                         "call_time": datetime.now(UTC).isoformat(), "content": rng.choice(texts),
+                         "request_type": "投诉", "longitude": round(lon, 6),
+                         "latitude": round(lat, 6)}  # fmt: skip
+                with contextlib.suppress(httpx.HTTPError):
+                    await client.post("/api/v1/intake/hotline-12345", json=order,
+                                      headers={"X-API-Key": key})  # fmt: skip
+            await asyncio.sleep(REPORT_EVERY_S)
+
+
 def _stop_on_sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def run_demo(settings: Settings, *, keep_running: bool) -> int:
+def run_demo(settings: Settings, *, keep_running: bool, devices: int = 100_000) -> int:
     signal.signal(signal.SIGTERM, _stop_on_sigterm)  # `kill` stops it as cleanly as Ctrl-C
     for line in infra.up(settings):
         print(line)
     keys = asyncio.run(_prepare(settings))
     base = f"http://{settings.api_host}:{settings.api_port}"
-    children = [_spawn(settings, "api", "api"), _spawn(settings, "worker", "worker")]
+    children = [_spawn(settings, "api", "api"), _spawn(settings, "worker", "worker"),
+                _spawn(settings, "gateway", "gateway")]  # fmt: skip
     try:
         ticket = asyncio.run(_show_sample_ticket(base, keys))
         print(json.dumps(ticket, ensure_ascii=False, indent=2))
@@ -110,10 +150,17 @@ def run_demo(settings: Settings, *, keep_running: bool) -> int:
             f"  curl -H 'X-API-Key: {keys['ops']}' {base}/api/v1/tickets/{ticket['ticket_id']}\n"
             f"12345 source key (demo only): {keys['source']}"
         )
+        print(f"\nDashboard: {base}/?key={keys['ops']}")
         if keep_running:
-            print("\nRunning. Ctrl-C stops the API and worker; `hub infra down` the rest.")
+            mqtt = f"{settings.mqtt_host}:{settings.mqtt_port}"
+            simulate = ["--devices", str(devices), "--scenario", "typhoon", "--via", "mqtt",
+                        "--mqtt", mqtt]  # fmt: skip
+            children.append(_spawn(settings, "simulate", "simulate", *simulate))
+            print(f"Running: {devices} simulated devices (a typhoon, over MQTT) and a citizen "
+                  "report every 3 s. Ctrl-C stops it all but Kafka and PostgreSQL "
+                  "(`hub infra down`).")  # fmt: skip
             with contextlib.suppress(KeyboardInterrupt):
-                signal.pause()
+                asyncio.run(_report_stream(base, keys["source"], settings))
         return 0
     finally:
         for child in children:
