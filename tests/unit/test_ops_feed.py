@@ -55,3 +55,32 @@ async def test_a_frame_is_valid_json_with_its_updates() -> None:
     body = orjson.loads(frame("delta", feed, feed.snapshot(Filters()), **{"from": 0}))
     assert body["type"] == "delta" and body["from"] == 0 and body["seq"] == 1
     assert body["updates"] == [{"layer": "incidents", "key": "a", "value": {"reports": 1}}]
+
+
+def test_filters_from_a_hello_are_checked() -> None:
+    from dispatch.ops.views import Refused, parse_filters
+
+    assert parse_filters(None) == Filters()
+    chosen = parse_filters({"layers": ["h3", "sla"], "districts": ["330302"]})
+    assert chosen.layers == {"h3", "sla"} and chosen.districts == {"330302"}
+    for bad in ({"layers": ["nope"]}, {"districts": "330302"}, {"categories": [1]}, [],
+                {"priorities": ["x"] * 101}):  # fmt: skip
+        try:
+            parse_filters(bad)
+        except Refused as refused:
+            assert refused.code == 4400
+        else:
+            raise AssertionError(f"{bad!r} was taken")
+
+
+async def test_a_resume_is_honoured_only_on_the_same_stream_within_the_ring(monkeypatch) -> None:
+    from dispatch.ops.views import _resume_cursor
+
+    monkeypatch.setattr(feed_module, "RING", 3)
+    feed = Feed()
+    feed.publish([incident(str(n), 1) for n in range(2)])
+    assert _resume_cursor(feed, {"stream": feed.stream, "seq": 1}) == 1
+    assert _resume_cursor(feed, {"stream": "other", "seq": 1}) is None
+    assert _resume_cursor(feed, {"stream": feed.stream, "seq": 99}) is None  # from the future
+    feed.publish([incident(str(n), 1) for n in range(2, 6)])
+    assert _resume_cursor(feed, {"stream": feed.stream, "seq": 1}) is None  # out of the ring
