@@ -14,6 +14,7 @@ import asyncio
 import math
 import random
 import time
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,8 @@ LOW_LYING = frozenset({"330302", "330303", "330304", "330381", "330382", "330383
 FIRE_RADIUS_M = 400.0
 SCENARIOS = ("calm", "typhoon", "fire", "offline")
 SLICES_PER_SECOND = 10
+STRUCTURAL = frozenset({"building-tilt", "building-settlement"})
+WEAK_BUILDINGS = 50
 
 
 @dataclass(frozen=True)
@@ -99,8 +102,15 @@ def reading(
     # Sensor noise small enough for the profiles' rate-of-change rules, which compare
     # consecutive readings (10 s apart here): noisier data raised false alarms in calm weather.
     noise = rng.gauss
+    if device.profile in STRUCTURAL and not _weak(device):
+        storm = 0.0  # a typhoon moves a few weak buildings, not the whole city's
     health = {"battery_pct": 80 + rng.randrange(20), "rssi_dbm": -70 - rng.randrange(30)}
     return {**_measured(device.profile, storm, flooding, near_fire, noise), **health}
+
+
+def _weak(device: SimDevice) -> bool:
+    """One building in WEAK_BUILDINGS, the same ones every run."""
+    return zlib.crc32(device.serial.encode()) % WEAK_BUILDINGS == 0
 
 
 def _measured(

@@ -23,6 +23,15 @@ async def dashboard() -> Response:
     return FileResponse(page, media_type="text/html", headers={"Cache-Control": "no-cache"})
 
 
+@router.get("/workbench", include_in_schema=False)
+async def workbench() -> Response:
+    """The department workbench (web/dist/workbench.html): a department's ticket queue."""
+    page = WEB_DIST / "workbench.html"
+    if not page.is_file():
+        return HTMLResponse(NOT_BUILT, status_code=503)
+    return FileResponse(page, media_type="text/html", headers={"Cache-Control": "no-cache"})
+
+
 @router.get("/api/v1/ops/districts", response_class=FileResponse)
 async def districts(request: Request) -> FileResponse:
     """The pack's districts as GeoJSON (WGS-84; properties ``code``, ``name``, ``label_point``):

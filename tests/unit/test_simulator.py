@@ -84,3 +84,11 @@ def test_half_an_hour_of_calm_raises_no_alarm_on_any_profile():
                         float(values[rule.key]),
                     )  # fmt: skip
                     assert not changes, (profile, step, changes)
+
+
+def test_a_typhoon_tilts_a_few_weak_buildings_not_every_one():
+    rng = random.Random(2)
+    storm = Scenario("typhoon", started_at=0)
+    buildings = [SimDevice(f"B{i}", "building-tilt", 120.66, 28.01, "330302") for i in range(1000)]
+    moved = [b for b in buildings if reading(b, 3600, storm, rng)["tilt_deg"] > 0.3]
+    assert 5 <= len(moved) <= 50  # about one in 50

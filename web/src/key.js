@@ -1,31 +1,33 @@
-// Where the operations-centre API key comes from: ?key= in the URL (what the demo prints),
-// else localStorage, else a form. A key from the URL is saved and then removed from the
-// address bar, so it does not linger in history or on a wall screen's photo.
+// Where the page's API key comes from: ?key= in the URL (what the demo prints), else
+// localStorage, else a form. A key from the URL is saved and then removed from the address
+// bar, so it does not linger in history or on a wall screen's photo.
+// `storage` names the localStorage entry: the dashboard (the operations centre's key) and the
+// department workbench keep theirs apart, so signing in to one never signs out the other.
 
 const STORAGE = 'ops.apiKey';
 
-export function keyFromPage() {
+export function keyFromPage(storage = STORAGE) {
   const url = new URL(location.href);
   const fromUrl = url.searchParams.get('key');
   if (fromUrl) {
-    saveKey(fromUrl);
+    saveKey(fromUrl, storage);
     url.searchParams.delete('key');
     history.replaceState(null, '', url);
     return fromUrl;
   }
-  return safeStorage(() => localStorage.getItem(STORAGE));
+  return safeStorage(() => localStorage.getItem(storage));
 }
 
-export function saveKey(key) {
-  safeStorage(() => localStorage.setItem(STORAGE, key));
+export function saveKey(key, storage = STORAGE) {
+  safeStorage(() => localStorage.setItem(storage, key));
 }
 
-export function forgetKey() {
-  safeStorage(() => localStorage.removeItem(STORAGE));
+export function forgetKey(storage = STORAGE) {
+  safeStorage(() => localStorage.removeItem(storage));
 }
 
 /** Shows the key form (with why, if a key was refused); resolves with the key typed. */
-export function askForKey(reason = '') {
+export function askForKey(reason = '', storage = STORAGE) {
   const dialog = document.getElementById('key-dialog');
   const form = document.getElementById('key-form');
   const input = document.getElementById('key-input');
@@ -37,7 +39,7 @@ export function askForKey(reason = '') {
       event.preventDefault();
       const key = input.value.trim();
       if (!key) return;
-      saveKey(key);
+      saveKey(key, storage);
       dialog.close();
       resolve(key);
     };

@@ -2,7 +2,7 @@
 // Text goes in through textContent only: event texts come from the public, never as HTML.
 import {
   PRIORITY_LABEL, SEVERITY_LABEL, SLA_LABEL, SOURCE_LABEL, STATUS_LABEL,
-  css, label, priorityColor, severityColor,
+  css, label, priorityColor, severityColor, slaColor,
 } from './labels.js';
 import { nameOf } from './derive.js';
 
@@ -11,7 +11,7 @@ export const MAX_INCIDENT_ROWS = 2000;
 export const MAX_ALARM_ROWS = 200;
 
 /** Creates an element: h('td', {className: 'n'}, 'text', child…). */
-function h(tag, props = {}, ...children) {
+export function h(tag, props = {}, ...children) {
   const el = document.createElement(tag);
   for (const [name, value] of Object.entries(props)) {
     if (name.startsWith('data-')) el.setAttribute(name, value);
@@ -23,7 +23,7 @@ function h(tag, props = {}, ...children) {
   return el;
 }
 
-function badge(text, rgb) {
+export function badge(text, rgb) {
   return h('span', { className: 'badge', style: { background: css(rgb, 0.22), color: css(rgb) } }, text);
 }
 
@@ -38,10 +38,9 @@ export function clock(when) {
   return `${md} ${time.slice(0, 5)}`;
 }
 
-function slaBadge(state) {
+export function slaBadge(state) {
   if (!state) return null;
-  const rgb = state === 'breached' ? [239, 68, 68] : state === 'warning' ? [234, 179, 8] : [34, 197, 94];
-  return badge(label(SLA_LABEL, state), rgb);
+  return badge(label(SLA_LABEL, state), slaColor(state));
 }
 
 // ---- incidents ---------------------------------------------------------------------------
