@@ -22,7 +22,7 @@ import secrets
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -86,6 +86,9 @@ class Feed:
         self._ring: deque[tuple[int, tuple[str, str]]] = deque(maxlen=RING)
         self._latest: dict[tuple[str, str], Entry] = {}
         self._changed = asyncio.get_running_loop().create_future()
+        # Frames already built at this seq, by (cursor, filters): clients that are level and
+        # ask the same get the same text, built and encoded once (most ask for everything).
+        self._frames: dict[tuple[int, Filters], str] = {}
         self.clients = 0
 
     @property
@@ -104,6 +107,7 @@ class Feed:
                 self._forget(self._ring[0])
             self._ring.append((self.seq, key))
             self._latest[key] = Entry(self.seq, update, encoded)
+        self._frames.clear()
         if not self._changed.done():
             self._changed.set_result(None)
             self._changed = asyncio.get_running_loop().create_future()
@@ -142,6 +146,27 @@ class Feed:
             if entry is not None and filters.wants(entry.update):
                 parts.append(entry.encoded)
         return parts
+
+    def snapshot_frame(self, filters: Filters) -> str:
+        return self._cached(-1, filters, lambda: frame("snapshot", self, self.snapshot(filters)))
+
+    def delta_frame(self, cursor: int, filters: Filters) -> str | None:
+        """The delta from ``cursor`` to now for these filters ("" when nothing they want
+        changed); None when the ring no longer reaches back to ``cursor``."""
+        if cursor < self.oldest - 1:
+            return None
+
+        def build() -> bytes:
+            parts = self.since(cursor, filters) or []
+            return frame("delta", self, parts, **{"from": cursor}) if parts else b""
+
+        return self._cached(cursor, filters, build)
+
+    def _cached(self, cursor: int, filters: Filters, build: Callable[[], bytes]) -> str:
+        text = self._frames.get((cursor, filters))
+        if text is None:
+            text = self._frames[cursor, filters] = build().decode()
+        return text
 
 
 def frame(kind: str, feed: Feed, parts: list[bytes], **extra: Any) -> bytes:

@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from dispatch.ops.feed import FRAME_INTERVAL_S, Feed, Filters, frame
+from dispatch.ops.feed import FRAME_INTERVAL_S, Feed, Filters
 from dispatch.ops.state import LAYERS
 from hub.auth import KeyResolver
 
@@ -144,7 +144,7 @@ class Session:
 
     async def run(self) -> None:
         await self._send(orjson.dumps({"type": "welcome", "stream": self.feed.stream,
-                                       "seq": self.feed.seq}))  # fmt: skip
+                                       "seq": self.feed.seq}).decode())  # fmt: skip
         sender = asyncio.create_task(self._sending())
         reader = asyncio.create_task(self._reading())
         try:
@@ -159,20 +159,19 @@ class Session:
     async def _sending(self) -> None:
         while True:
             if self.cursor is None:
-                parts = self.feed.snapshot(self.filters)
                 self.cursor = self.feed.seq
-                await self._send(frame("snapshot", self.feed, parts))
+                await self._send(self.feed.snapshot_frame(self.filters))
             await self._wait_for_news()
             await asyncio.sleep(FRAME_INTERVAL_S)  # changes in this window go in one frame
             if self.cursor is None:
                 continue
-            parts_or_none = self.feed.since(self.cursor, self.filters)
-            if parts_or_none is None:
+            delta = self.feed.delta_frame(self.cursor, self.filters)
+            if delta is None:
                 self.cursor = None  # fell out of the ring: start again from a snapshot
                 continue
-            start, self.cursor = self.cursor, self.feed.seq
-            if parts_or_none:
-                await self._send(frame("delta", self.feed, parts_or_none, **{"from": start}))
+            self.cursor = self.feed.seq
+            if delta:
+                await self._send(delta)
 
     async def _wait_for_news(self) -> None:
         assert self.cursor is not None
@@ -188,7 +187,7 @@ class Session:
             self.refilter.clear()
             self.cursor = None
         elif not done:
-            await self._send(orjson.dumps({"type": "heartbeat", "seq": self.feed.seq}))
+            await self._send(orjson.dumps({"type": "heartbeat", "seq": self.feed.seq}).decode())
 
     async def _reading(self) -> None:
         while True:
@@ -201,7 +200,7 @@ class Session:
                 return
             kind = message.get("type") if isinstance(message, dict) else None
             if kind == "ping":
-                await self._send(b'{"type":"pong"}')
+                await self._send('{"type":"pong"}')
             elif kind == "subscribe":
                 try:
                     self.filters = parse_filters(message)
@@ -213,6 +212,6 @@ class Session:
                 await _refuse(self.websocket, Refused(4400, f"unknown message type {kind!r}"))
                 return
 
-    async def _send(self, data: bytes) -> None:
+    async def _send(self, text: str) -> None:
         async with self._sending_lock:
-            await asyncio.wait_for(self.websocket.send_text(data.decode()), SEND_TIMEOUT_S)
+            await asyncio.wait_for(self.websocket.send_text(text), SEND_TIMEOUT_S)
