@@ -15,21 +15,23 @@ NOT_BUILT = """<!doctype html><meta charset="utf-8"><title>City operations hub</
 router = APIRouter(tags=["operations centre"])
 
 
-@router.get("/", include_in_schema=False)
-async def dashboard() -> Response:
-    page = WEB_DIST / "index.html"
+def _page(name: str) -> Response:
+    page = WEB_DIST / name
     if not page.is_file():
         return HTMLResponse(NOT_BUILT, status_code=503)
     return FileResponse(page, media_type="text/html", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/", include_in_schema=False)
+async def dashboard() -> Response:
+    """The operations centre's dashboard (web/dist/index.html)."""
+    return _page("index.html")
 
 
 @router.get("/workbench", include_in_schema=False)
 async def workbench() -> Response:
     """The department workbench (web/dist/workbench.html): a department's ticket queue."""
-    page = WEB_DIST / "workbench.html"
-    if not page.is_file():
-        return HTMLResponse(NOT_BUILT, status_code=503)
-    return FileResponse(page, media_type="text/html", headers={"Cache-Control": "no-cache"})
+    return _page("workbench.html")
 
 
 @router.get("/api/v1/ops/districts", response_class=FileResponse)

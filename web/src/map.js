@@ -1,17 +1,12 @@
 // The city map: MapLibre draws only a dark background and the district outlines (no tile or
 // glyph server exists here); deck.gl draws names, H3 cells, incidents and alarms on top.
-import { Map as MapLibre, NavigationControl, setWorkerUrl } from 'maplibre-gl';
 import { MapboxOverlay } from '@deck.gl/mapbox';
+import { blankMap } from './basemap.js';
 import { ScatterplotLayer, TextLayer } from '@deck.gl/layers';
 import { H3HexagonLayer } from '@deck.gl/geo-layers';
 import { boundsOf, districtLabelPoints, h3ResolutionForZoom, hexagonColor } from './derive.js';
 import { PRIORITY_LABEL, SEVERITY_LABEL, label, priorityColor, severityColor } from './labels.js';
 
-// MapLibre's worker is a separate file (copied into dist by build.mjs); a bundle cannot
-// find it through import.meta.url, so it is named outright.
-setWorkerUrl('/static/maplibre-gl-worker.mjs');
-
-const BACKGROUND = '#0b1220';
 // Browser fonts, not a glyph server: TextLayer rasterises them itself.
 const FONT = '"PingFang SC", "Microsoft YaHei", "Noto Sans CJK SC", "Noto Sans SC", "WenQuanYi Micro Hei", sans-serif';
 
@@ -24,19 +19,7 @@ export class CityMap {
   constructor(container, { onSelect, onViewChange, tooltip }) {
     this.onSelect = onSelect;
     this.labels = [];
-    this.map = new MapLibre({
-      container,
-      style: {
-        version: 8,
-        sources: {},
-        layers: [{ id: 'background', type: 'background', paint: { 'background-color': BACKGROUND } }],
-      },
-      center: [120.7, 28.0],
-      zoom: 8,
-      attributionControl: false, // nothing external is drawn, so nothing to attribute
-      dragRotate: false, // a tilted dashboard helps no one; keeps the controls simple
-    });
-    this.map.addControl(new NavigationControl({ showCompass: false }), 'top-left');
+    this.map = blankMap(container);
     this.overlay = new MapboxOverlay({ interleaved: false, layers: [], getTooltip: tooltip });
     this.map.addControl(this.overlay);
     this.resolution = h3ResolutionForZoom(this.map.getZoom());

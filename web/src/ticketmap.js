@@ -1,32 +1,17 @@
 // The workbench's small map: where one ticket is. MapLibre alone (a background, the district
 // outlines and one marker) — deck.gl's layers are the dashboard's, and leaving them out keeps
 // this page's bundle to MapLibre and a few kilobytes of its own.
-import { Map as MapLibre, Marker, NavigationControl, setWorkerUrl } from 'maplibre-gl';
+import { Marker } from 'maplibre-gl';
+import { blankMap } from './basemap.js';
 import { boundsOf } from './derive.js';
 
-// MapLibre's worker is a separate file (build.mjs copies it into dist for both pages).
-setWorkerUrl('/static/maplibre-gl-worker.mjs');
-
-const BACKGROUND = '#0b1220';
 const NONE = '\u0000'; // a district code no feature has: highlights nothing
 const TICKET_ZOOM = 12; // a few streets around it, and usually a district border
 
 export class TicketMap {
   /** @param {HTMLElement} container */
   constructor(container) {
-    this.map = new MapLibre({
-      container,
-      style: {
-        version: 8,
-        sources: {},
-        layers: [{ id: 'background', type: 'background', paint: { 'background-color': BACKGROUND } }],
-      },
-      center: [120.7, 28.0],
-      zoom: 8,
-      attributionControl: false, // nothing external is drawn, so nothing to attribute
-      dragRotate: false,
-    });
-    this.map.addControl(new NavigationControl({ showCompass: false }), 'top-left');
+    this.map = blankMap(container);
     this.marker = new Marker({ color: '#f97316' });
     this.bounds = null;
     this.loaded = this.map.once('load');
