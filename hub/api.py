@@ -32,6 +32,7 @@ from dispatch.tickets.views import router as tickets_router
 from hub.auth import KeyResolver
 from hub.bus import BusUnavailable, EventBus
 from hub.db import create_pool
+from hub.identity import router as identity_router
 from hub.limits import BodySizeLimit, RefuseNulInUrl
 from hub.settings import Settings, get_settings
 from iot_ingest.alarm_views import router as alarms_router
@@ -186,6 +187,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_exception_handler(error, _database_unavailable)
     for router in (
         health_router,
+        identity_router,
         build_intake_router(settings),
         events_router,
         tickets_router,

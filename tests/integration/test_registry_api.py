@@ -139,3 +139,13 @@ async def test_a_profiles_rules_are_edited_as_a_whole_and_survive_reseeding(
     for code in from_pack:
         assert by_code[code]["rules"] == pack.device_rules[code], code
     assert (await api.put(url, headers=ops, json=original)).json()["rules"] == original
+
+
+async def test_whoami_names_the_caller(api: httpx.AsyncClient, keys: dict[str, str]) -> None:
+    water = await api.get("/api/v1/whoami", headers=as_(keys, "water"))
+    assert water.status_code == 200
+    assert water.json()["role"] == "department" and water.json()["scope"] == "water"
+    assert water.json()["name"] != "water"  # the department's own name, from the pack
+    ops = await api.get("/api/v1/whoami", headers=as_(keys, "ops"))
+    assert ops.json() == {"role": "ops", "scope": "", "name": "ops"}
+    assert (await api.get("/api/v1/whoami", headers={"X-API-Key": "nope"})).status_code == 401

@@ -54,6 +54,11 @@ export const fetchDistricts = () => requestJson('/api/v1/ops/districts');
 export const fetchDepartments = (key) => requestJson('/api/v1/departments', { key });
 
 /** Department code → Chinese name. */
+/** Who the key is: {role, scope, name}; 401 for an unknown key. */
+export function whoami(key) {
+  return requestJson('/api/v1/whoami', { key });
+}
+
 export async function fetchDepartmentNames(key) {
   const departments = await fetchDepartments(key);
   return new Map(departments.map((d) => [d.code, d.name]));

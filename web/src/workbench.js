@@ -8,7 +8,7 @@ import './style.css';
 import './workbench.css';
 import {
   ApiError, actOnTicket, fetchCategoryNames, fetchDepartments, fetchDistricts, listTickets,
-  orEmpty, readTicket,
+  orEmpty, readTicket, whoami,
 } from './api.js';
 import { nameOf } from './derive.js';
 import { askForKey, forgetKey, keyFromPage } from './key.js';
@@ -27,10 +27,6 @@ const REFRESH_MS = 10_000;
 const TICK_MS = 1_000; // countdowns are re-written every second, without a request
 const PER_PAGE = 200; // the API's most
 const MAX_PAGES = 5; // 1000 tickets: far beyond a department's day; the rest is counted only
-// A department code nobody has. Listing its tickets is refused (403) to a department key and
-// answered (with nothing) to the operations centre's: that tells the two apart, for there is
-// no "who am I" endpoint.
-const NOBODY = '-';
 
 const NOTE_LABEL = {
   reject: '退回原因', transfer: '转派原因', 'request-info': '需要补充的信息', comment: '备注内容',
@@ -89,19 +85,14 @@ async function signIn(key) {
   refreshQueue();
 }
 
-/** Checks the key, and finds whose it is: the operations centre's, or a department's (named
- *  by the department_code of its tickets: a department sees only its own). */
+/** Checks the key and finds whose it is: the operations centre's or a department's (401 for
+ *  an unknown key; any other role may not use the workbench: 403 as the tickets API says). */
 async function identify(key) {
-  const first = await listTickets(key, { perPage: 1 }); // 401 unknown key, 403 not staff
-  let role = 'department';
-  try {
-    await listTickets(key, { perPage: 1, department: NOBODY });
-    role = 'ops';
-  } catch (error) {
-    if (!(error instanceof ApiError && error.status === 403)) throw error;
+  const me = await whoami(key);
+  if (me.role !== 'ops' && me.role !== 'department') {
+    throw new ApiError('/api/v1/whoami', 403, `${me.name} 不是部门或指挥中心的密钥`);
   }
-  const department = role === 'department' ? first.items[0]?.department_code ?? null : null;
-  return { role, department };
+  return { role: me.role, department: me.role === 'department' ? me.scope : null };
 }
 
 async function loadDepartments(s) {
