@@ -110,6 +110,8 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
         # permessage-deflate compresses each frame once per client (a frame is shared, its
         # compression cannot be): with 200 dashboards it was 79 % of the API's CPU.
         ws_per_message_deflate=False,
+        # A dashboard only sends a hello, filters and pings: nothing near this.
+        ws_max_size=64 * 1024,
     )
     return 0
 

@@ -89,7 +89,6 @@ class Feed:
         # Frames already built at this seq, by (cursor, filters): clients that are level and
         # ask the same get the same text, built and encoded once (most ask for everything).
         self._frames: dict[tuple[int, Filters], str] = {}
-        self.clients = 0
 
     @property
     def oldest(self) -> int:

@@ -116,11 +116,7 @@ async def ops_feed(websocket: WebSocket) -> None:
         return
     await feed.ready.wait()
     session = Session(websocket, feed, filters, _resume_cursor(feed, hello.get("resume")))
-    feed.clients += 1
-    try:
-        await session.run()
-    finally:
-        feed.clients -= 1
+    await session.run()
 
 
 async def _refuse(websocket: WebSocket, refused: Refused) -> None:

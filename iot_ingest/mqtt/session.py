@@ -36,6 +36,8 @@ MESSAGE_RATE_TOO_HIGH = 0x96
 QUOTA_EXCEEDED = 0x97
 RETAIN_NOT_SUPPORTED = 0x9A
 PROTOCOL_ERROR = 0x82
+SHARED_NOT_SUPPORTED = 0x9E
+SUBSCRIPTION_IDS_NOT_SUPPORTED = 0xA1
 
 
 @dataclass(slots=True)
@@ -118,10 +120,16 @@ class Session(asyncio.Protocol):
         if isinstance(packet, p.PingReq):
             self._write(p.encode_pingresp())
         elif isinstance(packet, p.Subscribe):
-            # Topics the hub may publish to are answered whether subscribed or not; grant up
-            # to QoS 1 (the hub's maximum).
-            codes = [min(qos, 1) for _, qos in packet.filters]
-            self._write(p.encode_suback(packet.packet_id, codes, level=self.level))
+            # What the CONNACK said the hub does not do is refused as MQTT 5 says to.
+            if p.SUBSCRIPTION_IDENTIFIER in packet.properties:
+                self.disconnect(SUBSCRIPTION_IDS_NOT_SUPPORTED, "no subscription identifiers")
+            elif any(topic.startswith("$share/") for topic, _ in packet.filters):
+                self.disconnect(SHARED_NOT_SUPPORTED, "no shared subscriptions")
+            else:
+                # Topics the hub may publish to are answered whether subscribed or not; grant
+                # up to QoS 1 (the hub's maximum).
+                codes = [min(qos, 1) for _, qos in packet.filters]
+                self._write(p.encode_suback(packet.packet_id, codes, level=self.level))
         elif isinstance(packet, p.Unsubscribe):
             codes = [0] * len(packet.filters)
             self._write(p.encode_unsuback(packet.packet_id, codes, level=self.level))

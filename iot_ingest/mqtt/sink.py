@@ -37,8 +37,6 @@ class TelemetrySink:
         self._topic = topic
         self._batch = self._new_batch()
         self._ready = asyncio.Event()
-        self.sent_records = 0
-        self.sent_readings = 0
 
     def submit(
         self, device_id: uuid.UUID, profile: str, via: str, readings: list[Reading]
@@ -84,6 +82,4 @@ class TelemetrySink:
             log.warning("telemetry batch of %d records not stored: %s", len(records), exc)
             batch.done.set_exception(exc)
             return
-        self.sent_records += len(records)
-        self.sent_readings += sum(len(r["readings"]) for r in batch.records.values())
         batch.done.set_result(None)

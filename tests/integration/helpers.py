@@ -159,3 +159,18 @@ async def register_device(
         )  # fmt: skip
         await import_devices(conn, records)
     return device_id_for("test-vendor", serial)
+
+
+async def cleared_alarm(pool: Any, device_id: uuid.UUID, alarm_type: str) -> Any:
+    """The device's alarm of this type once it has been cleared (waits up to a minute)."""
+
+    async def cleared() -> Any:
+        row = await pool.fetchrow(
+            "SELECT alarm_id, raised_at, cleared_at FROM alarms"
+            " WHERE device_id = $1 AND alarm_type = $2",
+            device_id,
+            alarm_type,
+        )
+        return row if row is not None and row["cleared_at"] is not None else None
+
+    return await eventually(cleared, seconds=60)

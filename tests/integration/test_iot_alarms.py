@@ -15,7 +15,7 @@ import pytest
 
 from iot_ingest.alarms import store_alarm_changes
 from schemas.alarm import AlarmChangeV1, alarm_id_for
-from tests.integration.helpers import eventually, register_device
+from tests.integration.helpers import cleared_alarm, eventually, register_device
 
 pytestmark = pytest.mark.integration
 
@@ -34,15 +34,7 @@ async def test_a_rising_river_raises_escalates_and_clears_an_alarm_and_opens_a_t
     answer = await api.post(f"/api/v1/{token}/telemetry", content=orjson.dumps(body))
     assert answer.status_code == 200, answer.text
 
-    async def cleared() -> Any:
-        row = await pool.fetchrow(
-            "SELECT alarm_id, cleared_at FROM alarms"
-            " WHERE device_id = $1 AND alarm_type = 'high-water-level'",
-            device_id,
-        )
-        return row if row is not None and row["cleared_at"] is not None else None
-
-    alarm = await eventually(cleared, seconds=60)
+    alarm = await cleared_alarm(pool, device_id, "high-water-level")
     history = await pool.fetch(
         "SELECT kind, severity, at FROM alarm_history WHERE alarm_id = $1 ORDER BY at, kind",
         alarm["alarm_id"],

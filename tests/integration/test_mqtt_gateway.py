@@ -232,3 +232,14 @@ async def test_garbage_on_many_connections_never_stops_the_gateway(
     client = await MqttClient.connect(HOST, gateway_port, username=other)
     assert await client.publish(TELEMETRY, b'{"water_level_m": 1}', qos=1) == 0
     await client.close()
+
+
+async def test_a_shared_subscription_is_refused_as_the_connack_announced(
+    gateway_port: int, pool: Any
+) -> None:
+    token, _ = await device(pool)
+    client = await MqttClient.connect(HOST, gateway_port, username=token)
+    assert client.connack.properties[p.SHARED_SUBSCRIPTION_AVAILABLE] == 0
+    with pytest.raises(ConnectionError):
+        await client.subscribe([("$share/group/v1/devices/me/attributes", 1)])
+    assert client.disconnect_reason == 0x9E

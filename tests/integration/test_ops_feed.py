@@ -183,3 +183,12 @@ async def test_a_client_that_stops_reading_does_not_hold_up_the_others(
     assert frames[0]["type"] == "welcome"
     await slow.close()
     await fast.close()
+
+
+async def test_an_oversized_message_closes_the_socket(api_url: str, keys: dict[str, str]) -> None:
+    async with websockets.connect(ws_url(api_url)) as socket:
+        await socket.send(orjson.dumps({"type": "hello", "key": keys["ops"],
+                                        "pad": "x" * 100_000}).decode())  # fmt: skip
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await next_frame(socket)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009  # too big

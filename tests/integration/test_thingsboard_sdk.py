@@ -14,7 +14,7 @@ import pytest
 from tb_device_http import TBHTTPDevice
 from tb_device_mqtt import TBDeviceMqttClient
 
-from tests.integration.helpers import eventually, register_device
+from tests.integration.helpers import cleared_alarm, register_device
 
 pytestmark = pytest.mark.integration
 
@@ -27,15 +27,7 @@ def readings(start_ms: int) -> list[dict[str, Any]]:
 
 
 async def raised_then_cleared(pool: Any, device_id: uuid.UUID) -> Any:
-    async def cleared() -> Any:
-        row = await pool.fetchrow(
-            "SELECT alarm_id, raised_at, cleared_at FROM alarms"
-            " WHERE device_id = $1 AND alarm_type = 'high-water-level'",
-            device_id,
-        )
-        return row if row is not None and row["cleared_at"] is not None else None
-
-    alarm = await eventually(cleared, seconds=60)
+    alarm = await cleared_alarm(pool, device_id, "high-water-level")
     kinds = await pool.fetch(
         "SELECT kind FROM alarm_history WHERE alarm_id = $1 ORDER BY at, kind", alarm["alarm_id"]
     )

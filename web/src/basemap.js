@@ -25,3 +25,16 @@ export function blankMap(container) {
   map.addControl(new NavigationControl({ showCompass: false }), 'top-left');
   return map;
 }
+
+/** The pack's district outlines as a fill and a line layer ('districts' source). */
+export function addDistricts(map, collection, { lineOpacity = 0.75, lineWidth = 1.2 } = {}) {
+  map.addSource('districts', { type: 'geojson', data: collection });
+  map.addLayer({
+    id: 'district-fill', type: 'fill', source: 'districts',
+    paint: { 'fill-color': '#14213a', 'fill-opacity': 0.85 },
+  });
+  map.addLayer({
+    id: 'district-line', type: 'line', source: 'districts',
+    paint: { 'line-color': '#3b82f6', 'line-opacity': lineOpacity, 'line-width': lineWidth },
+  });
+}

@@ -1,7 +1,7 @@
 // The city map: MapLibre draws only a dark background and the district outlines (no tile or
 // glyph server exists here); deck.gl draws names, H3 cells, incidents and alarms on top.
 import { MapboxOverlay } from '@deck.gl/mapbox';
-import { blankMap } from './basemap.js';
+import { addDistricts, blankMap } from './basemap.js';
 import { ScatterplotLayer, TextLayer } from '@deck.gl/layers';
 import { H3HexagonLayer } from '@deck.gl/geo-layers';
 import { boundsOf, districtLabelPoints, h3ResolutionForZoom, hexagonColor } from './derive.js';
@@ -41,15 +41,7 @@ export class CityMap {
   /** Adds the district outlines and fits the view to them. */
   async setDistricts(collection) {
     await this.loaded;
-    this.map.addSource('districts', { type: 'geojson', data: collection });
-    this.map.addLayer({
-      id: 'district-fill', type: 'fill', source: 'districts',
-      paint: { 'fill-color': '#14213a', 'fill-opacity': 0.85 },
-    });
-    this.map.addLayer({
-      id: 'district-line', type: 'line', source: 'districts',
-      paint: { 'line-color': '#3b82f6', 'line-opacity': 0.75, 'line-width': 1.2 },
-    });
+    addDistricts(this.map, collection);
     this.labels = districtLabelPoints(collection);
     this.map.fitBounds(boundsOf(collection), { padding: 24, animate: false });
   }

@@ -2,7 +2,7 @@
 // outlines and one marker) — deck.gl's layers are the dashboard's, and leaving them out keeps
 // this page's bundle to MapLibre and a few kilobytes of its own.
 import { Marker } from 'maplibre-gl';
-import { blankMap } from './basemap.js';
+import { addDistricts, blankMap } from './basemap.js';
 import { boundsOf } from './derive.js';
 
 const NONE = '\u0000'; // a district code no feature has: highlights nothing
@@ -21,15 +21,7 @@ export class TicketMap {
   async setDistricts(collection) {
     await this.loaded;
     if (!collection.features.length) return;
-    this.map.addSource('districts', { type: 'geojson', data: collection });
-    this.map.addLayer({
-      id: 'district-fill', type: 'fill', source: 'districts',
-      paint: { 'fill-color': '#14213a', 'fill-opacity': 0.85 },
-    });
-    this.map.addLayer({
-      id: 'district-line', type: 'line', source: 'districts',
-      paint: { 'line-color': '#3b82f6', 'line-opacity': 0.6, 'line-width': 1 },
-    });
+    addDistricts(this.map, collection, { lineOpacity: 0.6, lineWidth: 1 });
     this.map.addLayer({
       id: 'district-selected', type: 'line', source: 'districts',
       filter: ['==', ['get', 'code'], NONE],
