@@ -16,11 +16,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import secrets
 import sys
 import time
 import uuid
+from array import array
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -137,7 +139,9 @@ class Client:
         self.kind = kind  # "measure", "fast" or "slow"
         self.frames = 0
         self.bytes = 0
-        self.lags: list[float] = []
+        # An array, not a list: millions of floats in a list make every full garbage
+        # collection of this process walk them, and the clients slow down as the run goes on.
+        self.lags = array("d")
         self.closed: str | None = None
 
     async def run(self, url: str, key: str, until: float) -> None:
@@ -171,7 +175,10 @@ class Client:
 
 
 async def sample(pid: int, until: float, samples: list[dict[str, Any]]) -> None:
-    started, cpu0 = time.monotonic(), cpu_seconds(pid)
+    """The API's memory and CPU, and this process's CPU: the clients share the machine, and
+    a client that cannot keep up shows as lag too."""
+    me = os.getpid()
+    started, cpu0, own0 = time.monotonic(), cpu_seconds(pid), cpu_seconds(me)
     while time.monotonic() < until:
         await asyncio.sleep(SAMPLE_S)
         elapsed = time.monotonic() - started
@@ -180,6 +187,7 @@ async def sample(pid: int, until: float, samples: list[dict[str, Any]]) -> None:
                 "t_s": round(elapsed),
                 "rss_mb": round(rss_bytes(pid) / 2**20),
                 "cpu_pct": round(100 * (cpu_seconds(pid) - cpu0) / elapsed),
+                "bench_cpu_pct": round(100 * (cpu_seconds(me) - own0) / elapsed),
             }
         )
 

@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     mqtt_gateway_rate_per_s: float = Field(default=500.0, gt=0)
     # How often the worker rereads device profiles' alarm rules (an admin's edit applies then).
     iot_rules_refresh_s: float = Field(default=30.0, gt=0)
+    # The ops feed starts from PostgreSQL and replays this much of the topics on top (covers
+    # records published but not yet stored when it starts).
+    ops_replay_s: float = Field(default=120.0, ge=0)
     # How often the worker fires due SLA marks (warnings, breaches, escalations).
     sla_tick_s: float = Field(default=1.0, gt=0)
 

@@ -8,10 +8,11 @@ bigger frames of the newest state, never a growing queue, and nobody waits for i
 whose cursor fell out of the ring (or that resumes from another stream) gets a snapshot. Each
 change is encoded to JSON once, whatever the number of clients.
 
-State comes from replaying ``incidents``, ``tickets.changes`` and ``iot.alarms`` from their
-beginning (Kafka is the log of record), then following them; device counts per district come
-from PostgreSQL every minute. Clients are served once the replay has reached the offsets that
-were the end when the feed started.
+State starts from PostgreSQL (dispatch/ops/snapshot.py), then the feed replays ``incidents``,
+``tickets.changes`` and ``iot.alarms`` from a few minutes back (``HUB_OPS_REPLAY_S``) and
+follows them; device counts per district come from PostgreSQL every minute. Clients are served
+once the replay has reached the offsets that were the end when the feed started. Closed
+tickets and their incidents are forgotten after a while, so memory follows what is open.
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
 
 import orjson
 from aiokafka import AIOKafkaConsumer
 
+from dispatch.ops.snapshot import load_state
 from dispatch.ops.state import LAYERS, OpsState, Update
 from hub.bus import topic_partitions
 from hub.settings import Settings
@@ -46,6 +48,10 @@ SLA_EVERY_S = 5.0
 DEVICES_EVERY_S = 60.0
 POLL_RECORDS = 2000
 RESTART_S = 5.0
+FORGET_EVERY_S = 60.0
+# Closed tickets are kept this long at least: a late duplicate of their incident's record
+# (a producer's retry) must still find them closed.
+FORGET_AFTER = timedelta(minutes=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,13 +93,25 @@ class Feed:
         self._latest: dict[tuple[str, str], Entry] = {}
         self._changed = asyncio.get_running_loop().create_future()
         # Frames already built at this seq, by (cursor, filters): clients that are level and
-        # ask the same get the same text, built and encoded once (most ask for everything).
-        self._frames: dict[tuple[int, Filters], str] = {}
+        # ask the same get the same bytes, built and encoded once (most ask for everything).
+        self._frames: dict[tuple[int, Filters], bytes] = {}
 
     @property
     def oldest(self) -> int:
         """The oldest seq still in the ring (a cursor before it cannot be served by deltas)."""
         return self._ring[0][0] if self._ring else self.seq + 1
+
+    def replace_state(self, state: OpsState) -> None:
+        """Start from ``state`` (at start, or after following failed): clients hear of what
+        differs from the state they had, as ordinary changes."""
+        old, self.state = self.state, state
+        gone = [
+            Update(layer, key, None)
+            for layer in LAYERS
+            for key in old.layers[layer]
+            if key not in state.layers[layer]
+        ]
+        self.publish(gone + [u for u in state.snapshot() if old.layers[u.layer].get(u.key) != u])
 
     def publish(self, updates: Iterable[Update]) -> None:
         for update in updates:
@@ -146,10 +164,10 @@ class Feed:
                 parts.append(entry.encoded)
         return parts
 
-    def snapshot_frame(self, filters: Filters) -> str:
+    def snapshot_frame(self, filters: Filters) -> bytes:
         return self._cached(-1, filters, lambda: frame("snapshot", self, self.snapshot(filters)))
 
-    def delta_frame(self, cursor: int, filters: Filters) -> str | None:
+    def delta_frame(self, cursor: int, filters: Filters) -> bytes | None:
         """The delta from ``cursor`` to now for these filters ("" when nothing they want
         changed); None when the ring no longer reaches back to ``cursor``."""
         if cursor < self.oldest - 1:
@@ -161,11 +179,11 @@ class Feed:
 
         return self._cached(cursor, filters, build)
 
-    def _cached(self, cursor: int, filters: Filters, build: Callable[[], bytes]) -> str:
-        text = self._frames.get((cursor, filters))
-        if text is None:
-            text = self._frames[cursor, filters] = build().decode()
-        return text
+    def _cached(self, cursor: int, filters: Filters, build: Callable[[], bytes]) -> bytes:
+        data = self._frames.get((cursor, filters))
+        if data is None:
+            data = self._frames[cursor, filters] = build()
+        return data
 
 
 def frame(kind: str, feed: Feed, parts: list[bytes], **extra: Any) -> bytes:
@@ -177,8 +195,8 @@ def frame(kind: str, feed: Feed, parts: list[bytes], **extra: Any) -> bytes:
 
 
 async def follow_forever(feed: Feed, settings: Settings, pool: Any) -> None:
-    """``follow``, started again after any failure (Kafka or PostgreSQL away): replaying into
-    the same state is harmless, every record carries its key's whole value."""
+    """``follow``, started again after any failure (Kafka or PostgreSQL away), each time from
+    a fresh load of the state."""
     while True:
         try:
             await follow(feed, settings, pool)
@@ -190,7 +208,7 @@ async def follow_forever(feed: Feed, settings: Settings, pool: Any) -> None:
 
 
 async def follow(feed: Feed, settings: Settings, pool: Any) -> None:
-    """Replay, then follow, the topics into the feed; runs until cancelled."""
+    """Load the state, replay the last few minutes, then follow; runs until cancelled."""
     names = {
         settings.topic(t): t for t in (topics.INCIDENTS, topics.TICKETS_CHANGES, topics.IOT_ALARMS)
     }
@@ -204,20 +222,32 @@ async def follow(feed: Feed, settings: Settings, pool: Any) -> None:
     try:
         partitions = [tp for topic in names for tp in await topic_partitions(consumer, topic)]
         consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
+        replay = timedelta(seconds=settings.ops_replay_s)
+        since = datetime.now(UTC) - replay
+        # The offsets first, then the tables (the order dispatch/ops/snapshot.py relies on).
         ends = await consumer.end_offsets(partitions)
-        districts = DeviceDistricts()
-        next_sla = next_devices = 0.0
+        starts = await consumer.offsets_for_times(
+            {tp: int(since.timestamp() * 1000) for tp in partitions}
+        )
+        feed.replace_state(await load_state(pool, since))
+        for tp in partitions:
+            found = starts.get(tp)
+            consumer.seek(tp, found.offset if found is not None else ends[tp])
+        devices = Devices()
+        next_sla = next_devices = next_forget = 0.0
         while True:
             batches = await consumer.getmany(timeout_ms=200, max_records=POLL_RECORDS)
-            updates = await _apply(feed.state, names, batches, districts, pool)
+            updates = await _apply(feed.state, names, batches, devices, pool)
             now = time.monotonic()
             if now >= next_devices:
                 next_devices = now + DEVICES_EVERY_S
-                updates += feed.state.set_devices(await districts.counts(pool))
+                updates += feed.state.set_devices(await devices.counts(pool))
             if now >= next_sla:
                 next_sla = now + SLA_EVERY_S
                 updates += feed.state.sla_board(datetime.now(UTC))
+            if now >= next_forget:
+                next_forget = now + FORGET_EVERY_S
+                feed.state.forget_closed(datetime.now(UTC) - max(replay, FORGET_AFTER))
             feed.publish(updates)
             if not feed.ready.is_set() and await _caught_up(consumer, ends):
                 log.info("ops feed ready at seq %d", feed.seq)
@@ -238,7 +268,7 @@ async def _apply(
     state: OpsState,
     names: dict[str, str],
     batches: dict[Any, list[Any]],
-    districts: DeviceDistricts,
+    devices: Devices,
     pool: Any,
 ) -> list[Update]:
     updates: list[Update] = []
@@ -256,28 +286,42 @@ async def _apply(
             except ValueError as exc:  # a record the feed cannot read is skipped, not fatal
                 log.warning("ops feed skips a %s record: %s", kind, exc)
     if alarms:
-        where = await districts.of(pool, {alarm.device_id for alarm in alarms})
+        where = await devices.places(pool, {alarm.device_id for alarm in alarms})
         for alarm in alarms:
-            updates += state.apply_alarm(alarm, district=where.get(alarm.device_id))
+            place = where.get(alarm.device_id, NOWHERE)
+            updates += state.apply_alarm(alarm, district=place.district, lon=place.lon,
+                                         lat=place.lat)  # fmt: skip
     return updates
 
 
-class DeviceDistricts:
-    """Each device's district (cached: devices do not move often), and counts per district."""
+class Place(NamedTuple):
+    district: str | None
+    lon: float | None
+    lat: float | None
+
+
+NOWHERE = Place(None, None, None)  # a device the registry does not know (any more)
+
+
+class Devices:
+    """Where each device is (cached: devices do not move often), and counts per district."""
 
     def __init__(self) -> None:
-        self._known: dict[uuid.UUID, str | None] = {}
+        self._known: dict[uuid.UUID, Place] = {}
 
-    async def of(self, pool: Any, device_ids: set[uuid.UUID]) -> dict[uuid.UUID, str | None]:
+    async def places(self, pool: Any, device_ids: set[uuid.UUID]) -> dict[uuid.UUID, Place]:
         missing = [d for d in device_ids if d not in self._known]
         if missing:
             rows = await pool.fetch(
-                "SELECT device_id, district_code FROM devices WHERE device_id = ANY($1::uuid[])",
+                """SELECT device_id, district_code, lon, lat FROM devices
+                   WHERE device_id = ANY($1::uuid[])""",
                 missing,
             )
             for row in rows:
-                self._known[uuid.UUID(bytes=row["device_id"].bytes)] = row["district_code"]
-        return {d: self._known.get(d) for d in device_ids}
+                self._known[uuid.UUID(bytes=row["device_id"].bytes)] = Place(
+                    row["district_code"], row["lon"], row["lat"]
+                )
+        return {d: self._known[d] for d in device_ids if d in self._known}
 
     async def counts(self, pool: Any) -> dict[str, int]:
         rows = await pool.fetch(

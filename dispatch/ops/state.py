@@ -18,6 +18,7 @@ from typing import Any
 from dispatch.tickets.lifecycle import OPEN, Status
 from geo.h3cells import cell_of, cell_to_str
 from schemas.alarm import AlarmChangeV1
+from schemas.event import EventV1
 from schemas.incident import IncidentChangeV1
 from schemas.ticket import TicketChangeV1, TicketSnapshot
 
@@ -51,6 +52,84 @@ class Update:
     priority: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Incident:
+    """What the map shows of an incident: its record without the report that came with it."""
+
+    incident_id: str
+    category: str | None
+    priority: str
+    reports: int
+    sources: tuple[str, ...]
+    lon: float | None
+    lat: float | None
+    district_code: str | None
+    opened_at: datetime
+    last_seen: datetime
+
+    @classmethod
+    def from_change(cls, change: IncidentChangeV1) -> Incident:
+        return cls(
+            incident_id=str(change.incident_id),
+            category=change.category,
+            priority=change.priority.value,
+            reports=change.reports,
+            sources=tuple(change.sources),
+            lon=change.lon,
+            lat=change.lat,
+            district_code=change.district_code,
+            opened_at=change.opened_at,
+            last_seen=change.last_seen,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """One report on the recent-events layer (its text a preview, not the report)."""
+
+    event_id: str
+    source: str
+    category: str | None
+    priority: str
+    text: str
+    district_code: str | None
+    lon: float | None
+    lat: float | None
+    occurred_at: datetime
+    incident_id: str
+
+    @classmethod
+    def from_event(cls, event: EventV1, incident_id: uuid.UUID) -> Report:
+        return cls(
+            event_id=str(event.event_id),
+            source=event.source.value,
+            category=event.category,
+            priority=event.priority.value,
+            text=event.text,
+            district_code=event.district_code,
+            lon=event.location.lon if event.location else None,
+            lat=event.location.lat if event.location else None,
+            occurred_at=event.occurred_at,
+            incident_id=str(incident_id),
+        )
+
+    def update(self) -> Update:
+        value = {
+            "event_id": self.event_id,
+            "source": self.source,
+            "category": self.category,
+            "priority": self.priority,
+            "text": self.text[:TEXT_CHARS],
+            "district_code": self.district_code,
+            "lon": self.lon,
+            "lat": self.lat,
+            "occurred_at": self.occurred_at.isoformat(),
+            "incident_id": self.incident_id,
+        }
+        return Update("events", self.event_id, value, district=self.district_code,
+                      category=self.category, priority=self.priority)  # fmt: skip
+
+
 @dataclass(slots=True)
 class _Cell:
     """Open incidents in one H3 cell, counted so a move only touches the two cells involved."""
@@ -64,14 +143,16 @@ class OpsState:
     def __init__(self) -> None:
         # layer → key → its latest Update; never a None value: deleted keys are removed.
         self.layers: dict[str, dict[str, Update]] = {layer: {} for layer in LAYERS}
-        # The latest record of every incident seen, kept after it leaves the map so that a
-        # reopened ticket can bring it back.
-        self._incidents: dict[str, IncidentChangeV1] = {}
+        # Every incident whose ticket is not closed (and closed ones until ``forget_closed``),
+        # kept after a resolved ticket takes it off the map so that a reopen brings it back.
+        self._incidents: dict[str, Incident] = {}
         # Each incident's ticket (one at most: tickets.incident_id is unique), by incident id,
         # since the ticket may arrive before its incident.
         self._ticket_of_incident: dict[str, TicketChangeV1] = {}
         # The last change applied per ticket, closed ones included: delivery is at least once.
         self._last_change: dict[str, int] = {}
+        # Closed or merged tickets → when: forgotten (with their incident) by forget_closed.
+        self._gone: dict[str, datetime] = {}
         # Snapshots of the tickets on the board, for the SLA counts (with real datetimes).
         self._open_tickets: dict[str, TicketSnapshot] = {}
         self._cells: dict[str, _Cell] = {}
@@ -81,17 +162,20 @@ class OpsState:
 
     def apply_incident(self, change: IncidentChangeV1) -> list[Update]:
         """An incident as it now stands, and (unless a replayed duplicate) its new report."""
-        key = str(change.incident_id)
-        updates: list[Update] = []
-        held = self._incidents.get(key)
+        updates = self.put_incident(Incident.from_change(change))
+        if change.change != "duplicate":
+            updates += self.add_report(Report.from_event(change.event, change.incident_id))
+        return updates
+
+    def put_incident(self, incident: Incident) -> list[Update]:
+        """An incident as it now stands (from a record, or from the database at start)."""
+        held = self._incidents.get(incident.incident_id)
         # Reports only grow: an older record replayed after a newer one must not undo it (the
         # database keeps the same rule in upsert_incidents).
-        if held is None or change.reports >= held.reports:
-            self._incidents[key] = change
-            updates += self._refresh_incident(key)
-        if change.change != "duplicate":
-            updates += self._add_event(change)
-        return updates
+        if held is not None and incident.reports < held.reports:
+            return []
+        self._incidents[incident.incident_id] = incident
+        return self._refresh_incident(incident.incident_id)
 
     def apply_ticket(self, change: TicketChangeV1) -> list[Update]:
         """A ticket's change: the ticket board, and its incident (which may leave or return)."""
@@ -102,8 +186,10 @@ class OpsState:
         self._last_change[key] = change.change_id
         if change.ticket.status in TICKET_GONE:
             self._open_tickets.pop(key, None)
+            self._gone[key] = change.at
         else:
             self._open_tickets[key] = change.ticket
+            self._gone.pop(key, None)
         updates = self._put_all([_ticket_update(change)])
         incident_id = change.ticket.incident_id
         if incident_id is not None:
@@ -111,11 +197,19 @@ class OpsState:
             updates += self._refresh_incident(str(incident_id))
         return updates
 
-    def apply_alarm(self, change: AlarmChangeV1, *, district: str | None) -> list[Update]:
-        """An alarm change: the active alarms, and the offline count if a device went silent."""
+    def apply_alarm(
+        self,
+        change: AlarmChangeV1,
+        *,
+        district: str | None,
+        lon: float | None = None,
+        lat: float | None = None,
+    ) -> list[Update]:
+        """An alarm change: the active alarms, and the offline count if a device went silent.
+        ``district``, ``lon`` and ``lat`` are its device's (the record does not carry them)."""
         key = str(change.alarm_id)
         held = self.layers["alarms"].get(key)
-        updates = self._put_all([_alarm_update(change, district)])
+        updates = self._put_all([_alarm_update(change, district, lon, lat)])
         if updates and change.alarm_type == NO_DATA:
             # The district it was counted in (a clear may name another) and the one it is now.
             places = {held.district if held else None, district}
@@ -149,6 +243,21 @@ class OpsState:
         """Every current Update, layer by layer."""
         return [update for layer in LAYERS for update in self.layers[layer].values()]
 
+    def forget_closed(self, before: datetime) -> int:
+        """Forget tickets closed or merged before ``before``, and their incidents: nothing on
+        any layer, so memory stays bounded by what is open. Records older than that are not
+        expected any more (the feed replays only the last few minutes). Returns how many."""
+        old = [key for key, at in self._gone.items() if at < before]
+        for key in old:
+            del self._gone[key]
+            self._last_change.pop(key, None)
+        forgotten = set(old)
+        for incident_id, change in list(self._ticket_of_incident.items()):
+            if str(change.ticket_id) in forgotten:
+                del self._ticket_of_incident[incident_id]
+                self._incidents.pop(incident_id, None)
+        return len(old)
+
     # ---- layers ----------------------------------------------------------------------------
 
     def _put(self, update: Update) -> Update | None:
@@ -168,9 +277,9 @@ class OpsState:
     def _put_all(self, updates: list[Update]) -> list[Update]:
         return [done for update in updates if (done := self._put(update)) is not None]
 
-    def _add_event(self, change: IncidentChangeV1) -> list[Update]:
-        """The report into the recent-events window; the oldest falls out past its size."""
-        updates = self._put_all([_event_update(change)])
+    def add_report(self, report: Report) -> list[Update]:
+        """A report into the recent-events window; the oldest falls out past its size."""
+        updates = self._put_all([report.update()])
         window = self.layers["events"]
         # Dicts keep insertion order, so the first keys are the oldest reports.
         evicted = list(islice(window, max(0, len(window) - RECENT_EVENTS)))
@@ -196,7 +305,7 @@ class OpsState:
             _incident_value(incident, ticket),
             district=incident.district_code,
             category=incident.category,
-            priority=incident.priority.value,
+            priority=incident.priority,
         )
 
     def _move_cells(self, old: dict[str, Any] | None, new: dict[str, Any] | None) -> list[Update]:
@@ -255,31 +364,6 @@ class OpsState:
 # ---- values ----------------------------------------------------------------------------------
 
 
-def _event_update(change: IncidentChangeV1) -> Update:
-    event = change.event
-    key = str(event.event_id)
-    value = {
-        "event_id": key,
-        "source": event.source.value,
-        "category": event.category,
-        "priority": event.priority.value,
-        "text": event.text[:TEXT_CHARS],
-        "district_code": event.district_code,
-        "lon": event.location.lon if event.location else None,
-        "lat": event.location.lat if event.location else None,
-        "occurred_at": event.occurred_at.isoformat(),
-        "incident_id": str(change.incident_id),
-    }
-    return Update(
-        "events",
-        key,
-        value,
-        district=event.district_code,
-        category=event.category,
-        priority=event.priority.value,
-    )
-
-
 def _ticket_update(change: TicketChangeV1) -> Update:
     key = str(change.ticket_id)
     ticket = change.ticket
@@ -301,13 +385,13 @@ def _ticket_update(change: TicketChangeV1) -> Update:
     )
 
 
-def _incident_value(incident: IncidentChangeV1, ticket: TicketChangeV1 | None) -> dict[str, Any]:
+def _incident_value(incident: Incident, ticket: TicketChangeV1 | None) -> dict[str, Any]:
     cells = _cells_of(incident.lon, incident.lat)
     snapshot = ticket.ticket if ticket is not None else None
     return {
-        "incident_id": str(incident.incident_id),
+        "incident_id": incident.incident_id,
         "category": incident.category,
-        "priority": incident.priority.value,
+        "priority": incident.priority,
         "reports": incident.reports,
         "sources": list(incident.sources),
         "lon": incident.lon,
@@ -343,7 +427,9 @@ def _cell_marks(incident: dict[str, Any] | None) -> list[tuple[str, str, str]]:
     ]
 
 
-def _alarm_update(change: AlarmChangeV1, district: str | None) -> Update:
+def _alarm_update(
+    change: AlarmChangeV1, district: str | None, lon: float | None, lat: float | None
+) -> Update:
     key = str(change.alarm_id)
     if change.kind == "cleared" or change.severity is None:
         return Update("alarms", key, None)
@@ -358,6 +444,8 @@ def _alarm_update(change: AlarmChangeV1, district: str | None) -> Update:
         "value": change.value,
         "reason": change.reason,
         "district": district,
+        "lon": lon,
+        "lat": lat,
     }
     priority = SEVERITY_PRIORITY[change.severity]
     return Update("alarms", key, value, district=district, priority=priority)

@@ -1,4 +1,4 @@
-"""``/ws/ops``: the operations centre's live feed over a websocket (JSON text frames).
+"""``/ws/ops``: the operations centre's live feed over a websocket (JSON in binary frames).
 
 Client → server
     ``{"type": "hello", "key": "<ops API key>", "subscribe": {filters},
@@ -8,7 +8,8 @@ Client → server
     ``categories``, ``priorities``; absent or empty means all.
     ``{"type": "subscribe", filters}`` changes them (a new snapshot follows);
     ``{"type": "ping"}`` is answered ``{"type": "pong"}``.
-Server → client
+Server → client (every message one JSON object in UTF-8, sent as a *binary* frame: a frame
+    is encoded once for all clients, and a text frame would be transcoded again per client)
     ``welcome`` (stream id, seq), then ``snapshot`` (every current item the filters pass) or,
     when resuming the same stream from a seq still in the feed's ring, only a ``delta``;
     then ``delta`` frames (``from`` → ``seq``; each changed key once, at its latest value;
@@ -121,7 +122,7 @@ async def ops_feed(websocket: WebSocket) -> None:
 
 async def _refuse(websocket: WebSocket, refused: Refused) -> None:
     with contextlib.suppress(Exception):
-        await websocket.send_text(orjson.dumps({"type": "error", "reason": str(refused)}).decode())
+        await websocket.send_bytes(orjson.dumps({"type": "error", "reason": str(refused)}))
         await websocket.close(code=refused.code, reason=str(refused)[:120])
 
 
@@ -140,7 +141,7 @@ class Session:
 
     async def run(self) -> None:
         await self._send(orjson.dumps({"type": "welcome", "stream": self.feed.stream,
-                                       "seq": self.feed.seq}).decode())  # fmt: skip
+                                       "seq": self.feed.seq}))  # fmt: skip
         sender = asyncio.create_task(self._sending())
         reader = asyncio.create_task(self._reading())
         try:
@@ -183,7 +184,7 @@ class Session:
             self.refilter.clear()
             self.cursor = None
         elif not done:
-            await self._send(orjson.dumps({"type": "heartbeat", "seq": self.feed.seq}).decode())
+            await self._send(orjson.dumps({"type": "heartbeat", "seq": self.feed.seq}))
 
     async def _reading(self) -> None:
         while True:
@@ -196,7 +197,7 @@ class Session:
                 return
             kind = message.get("type") if isinstance(message, dict) else None
             if kind == "ping":
-                await self._send('{"type":"pong"}')
+                await self._send(b'{"type":"pong"}')
             elif kind == "subscribe":
                 try:
                     self.filters = parse_filters(message)
@@ -208,6 +209,6 @@ class Session:
                 await _refuse(self.websocket, Refused(4400, f"unknown message type {kind!r}"))
                 return
 
-    async def _send(self, text: str) -> None:
+    async def _send(self, data: bytes) -> None:
         async with self._sending_lock:
-            await asyncio.wait_for(self.websocket.send_text(text), SEND_TIMEOUT_S)
+            await asyncio.wait_for(self.websocket.send_bytes(data), SEND_TIMEOUT_S)

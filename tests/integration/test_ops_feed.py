@@ -4,6 +4,7 @@ refusals, snapshot then deltas, filters, resuming, and a client that stops readi
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from datetime import UTC, datetime
@@ -13,6 +14,8 @@ import httpx
 import orjson
 import pytest
 import websockets
+
+from tests.integration.conftest import start_api
 
 pytestmark = pytest.mark.integration
 
@@ -183,6 +186,42 @@ async def test_a_client_that_stops_reading_does_not_hold_up_the_others(
     assert frames[0]["type"] == "welcome"
     await slow.close()
     await fast.close()
+
+
+async def test_a_new_server_starts_from_the_database_not_from_the_topics(
+    api_url: str, worker: Any, keys: dict[str, str]
+) -> None:
+    socket = await connect(api_url, keys["ops"], subscribe={"layers": ["events", "incidents"]})
+    event_id = await report(api_url, keys["hotline"], 120.6650, 28.0120, "县前头路面塌陷有深坑")
+    frames = await frames_until(socket, lambda u: u["key"] == event_id)
+    incident_id = next(u["value"]["incident_id"] for f in frames for u in f.get("updates", [])
+                       if u["key"] == event_id)  # fmt: skip
+
+    def ticketed(update: dict[str, Any]) -> bool:
+        return update["key"] == incident_id and bool((update["value"] or {}).get("ticket_id"))
+
+    if not any(ticketed(u) for f in frames for u in f.get("updates", [])):
+        frames += await frames_until(socket, ticketed)
+    live = [u["value"] for f in frames for u in f.get("updates", []) if u["key"] == incident_id][-1]
+    await socket.close()
+    # Replaying nothing of the topics: what it shows comes from PostgreSQL alone.
+    proc, other_url = start_api({**os.environ, "HUB_OPS_REPLAY_S": "0"})
+    try:
+        fresh = await connect(other_url, keys["ops"])
+        assert (await next_frame(fresh))["type"] == "welcome"
+        snapshot = await next_frame(fresh)
+        await fresh.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert snapshot["type"] == "snapshot"
+    held = {(u["layer"], u["key"]): u["value"] for u in snapshot["updates"]}
+    shown = held[("incidents", incident_id)]
+    for field in ("category", "priority", "reports", "ticket_id", "department_code", "h3_8"):
+        assert shown[field] == live[field], field
+    assert ("tickets", shown["ticket_id"]) in held
+    assert held[("events", event_id)]["incident_id"] == incident_id
+    assert ("h3", f"8:{shown['h3_8']}") in held
 
 
 async def test_an_oversized_message_closes_the_socket(api_url: str, keys: dict[str, str]) -> None:

@@ -4,7 +4,7 @@ import orjson
 
 from dispatch.ops import feed as feed_module
 from dispatch.ops.feed import Feed, Filters, frame
-from dispatch.ops.state import Update
+from dispatch.ops.state import OpsState, Update
 
 
 def incident(key: str, reports: int, district: str = "330302") -> Update:
@@ -84,3 +84,17 @@ async def test_a_resume_is_honoured_only_on_the_same_stream_within_the_ring(monk
     assert _resume_cursor(feed, {"stream": feed.stream, "seq": 99}) is None  # from the future
     feed.publish([incident(str(n), 1) for n in range(2, 6)])
     assert _resume_cursor(feed, {"stream": feed.stream, "seq": 1}) is None  # out of the ring
+
+
+async def test_replacing_the_state_sends_only_the_differences() -> None:
+    feed = Feed()
+    old = OpsState()
+    old.layers["incidents"] = {"a": incident("a", 1), "b": incident("b", 1)}
+    feed.replace_state(old)
+    cursor = feed.seq
+    new = OpsState()
+    new.layers["incidents"] = {"a": incident("a", 1), "c": incident("c", 1)}
+    feed.replace_state(new)
+    assert feed.state is new
+    changes = sorted(values(feed.since(cursor, Filters()) or []))
+    assert changes == [("b", None), ("c", {"reports": 1})]

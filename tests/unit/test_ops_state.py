@@ -520,3 +520,44 @@ def test_nothing_changed_returns_nothing():
     assert state.set_devices({}) == []  # no district had anything to lose
     assert state.sla_board(T0)  # the board's first look: sanitation has one open ticket
     assert state.sla_board(T0) == []
+
+
+def test_closed_tickets_and_their_incidents_are_forgotten_after_a_while():
+    state = OpsState()
+    record, ticket_id = incident(), uuid.uuid4()
+    other, open_id = incident(where=WENZHOU_SOUTH), uuid.uuid4()
+    for rec, tid in ((record, ticket_id), (other, open_id)):
+        state.apply_incident(rec)
+        state.apply_ticket(ticket(tid, 1, incident_id=rec.incident_id))
+    state.apply_ticket(ticket(ticket_id, 2, status="closed", action="close",
+                              incident_id=record.incident_id))  # fmt: skip
+
+    assert state.forget_closed(T0) == 0  # closed at T0: not before T0
+    late_duplicate = incident(record.incident_id, change="duplicate", external_id="late")
+    assert not by_layer(state.apply_incident(late_duplicate), "incidents")  # still known closed
+
+    assert state.forget_closed(T0 + timedelta(minutes=1)) == 1
+    assert str(record.incident_id) not in state._incidents
+    assert str(ticket_id) not in state._last_change
+    assert str(other.incident_id) in state._incidents  # the open one stays
+    assert set(state.layers["incidents"]) == {str(other.incident_id)}
+    # Forgotten means unknown: a record of it now is a new incident on the map.
+    again = incident(record.incident_id, reports=2)
+    assert by_layer(state.apply_incident(again), "incidents")[str(record.incident_id)] is not None
+
+
+def test_a_reopened_ticket_is_no_longer_forgotten():
+    state = OpsState()
+    record, ticket_id = incident(), uuid.uuid4()
+    state.apply_incident(record)
+    state.apply_ticket(ticket(ticket_id, 1, status="closed", incident_id=record.incident_id))
+    state.apply_ticket(ticket(ticket_id, 2, status="in_progress", action="reopen",
+                              incident_id=record.incident_id))  # fmt: skip
+    assert state.forget_closed(T0 + timedelta(days=1)) == 0
+    assert str(record.incident_id) in state.layers["incidents"]
+
+
+def test_an_alarm_is_placed_where_its_device_is():
+    state = OpsState()
+    [update] = state.apply_alarm(alarm(severity="minor"), district=LUCHENG, lon=120.7, lat=28.0)
+    assert update.value is not None and (update.value["lon"], update.value["lat"]) == (120.7, 28.0)

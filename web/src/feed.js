@@ -5,6 +5,7 @@ const WATCHDOG_MS = 40_000; // the server sends a heartbeat every 15 s when idle
 const BACKOFF_MIN_MS = 1_000;
 const BACKOFF_MAX_MS = 30_000;
 const AUTH_CODES = new Set([4401, 4403]); // unknown key / not the operations centre
+const utf8 = new TextDecoder();
 
 export class FeedClient {
   /**
@@ -49,6 +50,7 @@ export class FeedClient {
   #connect() {
     this.onStatus({ state: this.attempt ? 'reconnecting' : 'connecting' });
     const ws = new WebSocket(this.url);
+    ws.binaryType = 'arraybuffer'; // the server sends UTF-8 JSON in binary frames
     this.ws = ws;
     this.lastFrameAt = Date.now();
     ws.onopen = () => {
@@ -62,11 +64,11 @@ export class FeedClient {
     // onerror is always followed by onclose, which does the work.
   }
 
-  #receive(text) {
+  #receive(data) {
     this.lastFrameAt = Date.now();
     let frame;
     try {
-      frame = JSON.parse(text);
+      frame = JSON.parse(typeof data === 'string' ? data : utf8.decode(data));
     } catch {
       return; // the server only sends JSON; ignore anything else rather than die
     }
