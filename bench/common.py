@@ -56,14 +56,29 @@ def spread_ms(seconds: Sequence[float]) -> dict[str, float]:
 @asynccontextmanager
 async def isolated_run(prefix: str, run_id: str) -> AsyncIterator[Settings]:
     """A migrated, seeded database and a topic prefix of this run's own (set in the
-    environment, so the hub processes it starts use them too); both removed afterwards."""
-    from hub.cli import migrate_all, seed_pack
-
+    environment, so the hub processes it starts use them too); both removed afterwards, and
+    the environment as it was."""
     base_dsn = os.environ.get("HUB_DATABASE_URL") or LOCAL_DATABASE_URL
     database = f"hub_bench_{run_id}"
+    saved = {name: os.environ.get(name) for name in ("HUB_TOPIC_PREFIX", "HUB_DATABASE_URL")}
     os.environ["HUB_TOPIC_PREFIX"] = f"{prefix}-{run_id}."
     os.environ["HUB_DATABASE_URL"] = urlunsplit(urlsplit(base_dsn)._replace(path=f"/{database}"))
     settings = Settings()
+    try:
+        async with _own_database(base_dsn, database, settings):
+            yield settings
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@asynccontextmanager
+async def _own_database(base_dsn: str, database: str, settings: Settings) -> AsyncIterator[None]:
+    from hub.cli import migrate_all, seed_pack
+
     try:
         await _admin(base_dsn, f'CREATE DATABASE "{database}"')
     except Exception as exc:
@@ -71,7 +86,7 @@ async def isolated_run(prefix: str, run_id: str) -> AsyncIterator[Settings]:
     try:
         await migrate_all(settings)
         await seed_pack(settings, settings.pack)
-        yield settings
+        yield
     finally:
         try:
             await _admin(base_dsn, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')

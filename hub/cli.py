@@ -294,6 +294,29 @@ def cmd_routing(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    import orjson
+
+    from dispatch.reconcile import reconcile
+
+    async def run() -> Any:
+        conn = await asyncpg.connect(settings.dsn)
+        try:
+            return await reconcile(conn, settings.pack_dir, now=datetime.now(UTC),
+                                   settle=timedelta(seconds=args.settle))  # fmt: skip
+        finally:
+            await conn.close()
+
+    report = asyncio.run(run())
+    if args.json:
+        print(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode())
+    else:
+        print("\n".join(report.lines()))
+    return 0 if report.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hub", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -378,6 +401,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["learn"])
     p.add_argument("rest", nargs=argparse.REMAINDER, help="ORDERS.csv RULES.csv [options]")
     p.set_defaults(func=cmd_routing)
+
+    p = sub.add_parser(
+        "reconcile",
+        help="prove every accepted input is in exactly one incident and ticket, histories "
+        "complete, SLA due times right (read-only; exit 1 and the examples if not)",
+    )
+    p.add_argument("--settle", type=float, default=60.0,
+                   help="seconds: younger inputs are still in flight and not checked")  # fmt: skip
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_reconcile)
 
     p = sub.add_parser("demo", help="everything, plus a sample event; Ctrl-C stops it")
     p.add_argument("--once", action="store_true", help="stop after the sample ticket is shown")

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import orjson
 
-from iot_ingest.mqtt.client import MqttClient
+from iot_ingest.mqtt.client import MqttClient, MqttError
 
 # Share of each profile among the devices (housing, water and fire departments' estates).
 MIX = {"smoke": 0.30, "water-level": 0.20, "rainfall": 0.08, "combustible-gas": 0.12,
@@ -185,8 +185,47 @@ async def post_batches(
     await asyncio.gather(*(post(chunk) for chunk in chunks))
 
 
+class Gateway:
+    """One gateway connection that, like a real gateway, connects again after losing the
+    hub (at most once a second); readings it could not send meanwhile count as failed."""
+
+    RETRY_S = 1.0
+
+    def __init__(self, host: str, port: int, token: str) -> None:
+        self._where = (host, port)
+        self._token = token
+        self._client: MqttClient | None = None
+        self._next_try = 0.0
+        self._connecting = asyncio.Lock()
+
+    async def publish(self, topic: str, payload: bytes) -> int:
+        client = await self._connected()
+        try:
+            return await client.publish(topic, payload)
+        except ConnectionError:
+            self._client = None
+            raise
+
+    async def _connected(self) -> MqttClient:
+        async with self._connecting:
+            if self._client is None:
+                if time.monotonic() < self._next_try:
+                    raise ConnectionError("gateway connection lost; waiting to reconnect")
+                self._next_try = time.monotonic() + self.RETRY_S
+                try:
+                    self._client = await MqttClient.connect(*self._where, username=self._token,
+                                                            keepalive=300)  # fmt: skip
+                except (OSError, MqttError) as exc:
+                    raise ConnectionError(f"cannot connect: {exc!r}") from exc
+            return self._client
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+
 async def publish_batches(
-    gateways: list[MqttClient], items: list[tuple[str, dict[str, Any]]], totals: Totals,
+    gateways: list[Gateway], items: list[tuple[str, dict[str, Any]]], totals: Totals,
     *, batch_size: int = 100,
 ) -> None:  # fmt: skip
     """(serial, telemetry) items as ``v1/gateway/telemetry`` messages (QoS 1), spread over the
@@ -251,8 +290,7 @@ async def run_http(base_url: str, key: str, devices: list[SimDevice], **options:
 async def run_mqtt(
     host: str, port: int, gateway_tokens: list[str], devices: list[SimDevice], **options: Any
 ) -> Totals:
-    gateways = [await MqttClient.connect(host, port, username=token, keepalive=300)
-                for token in gateway_tokens]  # fmt: skip
+    gateways = [Gateway(host, port, token) for token in gateway_tokens]
 
     async def send(items: list[tuple[str, dict[str, Any]]], totals: Totals) -> None:
         await publish_batches(gateways, items, totals)

@@ -93,6 +93,11 @@ def down(state_dir: Path) -> str:
     return "stopped"
 
 
+def restart() -> None:
+    """Restart the cluster, disconnecting every client (fault tests: ``bench/faults.py``)."""
+    run(["pg_ctlcluster", VERSION, CLUSTER, "restart", "--mode", "fast"])
+
+
 def status(state_dir: Path) -> tuple[bool, str]:
     owner = "started by hub" if _started_marker(state_dir).exists() else "not started by hub"
     return port_answers(HOST, PORT), f"{HOST}:{PORT} (cluster {VERSION}/{CLUSTER}, {owner})"
