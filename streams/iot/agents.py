@@ -5,8 +5,8 @@ changes → the alarms tables in PostgreSQL.
 Both are batch loops (streams/batchloop.py): a Faust agent's per-record cost is what the IoT
 issue measured as the limit, and a telemetry record already packs a request's readings. The
 rules keep each device's alarm states in memory and in the compacted `iot.rules.state` topic
-(state first, then alarms and events, then the commit: a replay finds the state ahead and
-emits nothing twice). Each profile's rules come from ``device_profiles.rules``
+(alarms and events first, then the state, then the commit: a replay after a crash causes
+the same alarms again, with the same ids, which the sinks take once; nothing is lost). Each profile's rules come from ``device_profiles.rules``
 (streams/iot/profiles.py), reread at most every 30 s, so an admin's edit applies without a restart.
 
 No data: each reading arms its device's deadline (last reading + the device's inactivity
@@ -336,17 +336,19 @@ async def fire_deadlines(state: RulesState, *, now_ms: int) -> None:
 
 
 async def _publish(state: RulesState, out: Outputs) -> None:
-    """State first, then what it caused: a crash in between replays into a state that is
-    ahead, which emits nothing twice."""
+    """What the readings caused first, then the state: a crash in between restores the older
+    state and replays the readings, which cause the same alarms again (same ids: the alarm
+    store and the events table take them once). State first would lose them: the replay
+    would meet a state that already holds the alarm and emit nothing."""
     bus = await worker_bus.get()
     changed, alarms, events = out.changed, out.alarms, out.events
-    for partition, entries in changed.items():
-        send = partial(bus.send_to_partition, state.changelog, partition, list(entries.items()))
-        await retry_until_done(send, what=f"{len(entries)} device alarm states")
     for topic, records in ((topics.IOT_ALARMS, alarms), (topics.EVENTS_ENRICHED, events)):
         if records:
             send_out = partial(bus.send_many, settings.topic(topic), records)
             await retry_until_done(send_out, what=f"{len(records)} records to {topic}")
+    for partition, entries in changed.items():
+        send = partial(bus.send_to_partition, state.changelog, partition, list(entries.items()))
+        await retry_until_done(send, what=f"{len(entries)} device alarm states")
 
 
 @app.task  # type: ignore[untyped-decorator]
