@@ -1,9 +1,11 @@
 """What the benchmarks share: an isolated run (own database and topic prefix, removed after),
 processes of the hub started and stopped, their memory and CPU read from /proc, percentiles,
-and the facts about the machine a result came from."""
+the ceiling Kafka itself sets (a plain aiokafka producer and consumer), and the facts about the
+machine a result came from."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import platform
@@ -12,20 +14,22 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from hub.bus import delete_topics_with_prefix
+from hub.bus import delete_topics_with_prefix, topic_partitions
 from hub.settings import LOCAL_DATABASE_URL, Settings
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 STOP_GRACE_S = 20.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+CEILING_TIMEOUT_S = 300.0
 
 
 class BenchError(RuntimeError):
@@ -166,6 +170,84 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+async def kafka_ceiling(
+    bootstrap: str,
+    topic: str,
+    n: int,
+    *,
+    produce: Sequence[tuple[bytes | None, bytes]] = (),
+    decode: Callable[[bytes], object] | None = None,
+) -> dict[str, Any]:
+    """What Kafka (and the codec) allow with none of the hub's work: a plain aiokafka consumer
+    reads ``n`` records of ``topic`` from its start, passing each to ``decode``. With
+    ``produce`` (key, value) records, the consumer starts first and they are sent meanwhile,
+    with the API's producer settings (acks=all, idempotent, 5 ms linger, 1 MiB batches): the
+    clock runs from the first send to the last record read (produce → consume)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    sending: asyncio.Task[float] | None = None
+    try:
+        # Before the clock starts: the partitions and where each begins (position() waits
+        # while a topic created a moment ago still elects its partitions' leaders).
+        partitions = await topic_partitions(consumer, topic)
+        consumer.assign(partitions)
+        for partition in partitions:
+            await consumer.position(partition)
+        started = time.perf_counter()
+        if produce:
+            sending = asyncio.create_task(_produce_all(bootstrap, topic, produce))
+        read = 0
+        while read < n:
+            if time.perf_counter() - started > CEILING_TIMEOUT_S:
+                raise BenchError(f"the ceiling consumer read only {read}/{n} records")
+            if sending is not None and sending.done():
+                sending.result()  # raises if producing failed
+            batches = await consumer.getmany(timeout_ms=1000, max_records=1000)
+            for records in batches.values():
+                for record in records:
+                    if decode is not None:
+                        decode(record.value)
+                    read += 1
+        elapsed = time.perf_counter() - started
+        produce_s = await sending if sending is not None else None
+    finally:
+        if sending is not None:
+            sending.cancel()
+        await consumer.stop()
+    result = {"records": read, "elapsed_s": round(elapsed, 3),
+              "records_per_s": round(read / elapsed)}  # fmt: skip
+    if produce_s is not None:
+        result["produce_s"] = round(produce_s, 3)
+    return result
+
+
+async def _produce_all(
+    bootstrap: str, topic: str, records: Sequence[tuple[bytes | None, bytes]]
+) -> float:
+    """Send every record as fast as acks allow; returns the seconds it took."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        max_batch_size=1024 * 1024,
+    )
+    await producer.start()
+    try:
+        started = time.perf_counter()
+        # send() waits when the producer's buffer is full: no other pacing needed.
+        pending = [await producer.send(topic, value, key=key) for key, value in records]
+        await asyncio.gather(*pending)
+        return time.perf_counter() - started
+    finally:
+        await producer.stop()
 
 
 def machine() -> dict[str, Any]:

@@ -34,9 +34,9 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
-from bench.common import RESULTS_DIR, BenchError, percentile, start_hub, stop
+from bench.common import RESULTS_DIR, BenchError, kafka_ceiling, percentile, start_hub, stop
 from hub.bus import delete_topics_with_prefix
 from hub.settings import LOCAL_DATABASE_URL, Settings
 from schemas.codec import dumps, loads
@@ -178,28 +178,14 @@ async def counts(conn: Any) -> dict[str, int]:
 
 async def ceiling(settings: Settings, n: int) -> dict[str, Any]:
     """Plain consume + decode of ``n`` records from intake.raw: what Kafka and the codec allow."""
-    consumer = AIOKafkaConsumer(
+    result = await kafka_ceiling(
+        settings.bootstrap,
         settings.topic(INTAKE_RAW),
-        bootstrap_servers=settings.bootstrap,
-        group_id=None,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
+        n,
+        decode=lambda value: loads(IntakeEnvelope, value),
     )
-    await consumer.start()
-    try:
-        read, started = 0, time.perf_counter()
-        while read < n:
-            if time.perf_counter() - started > STORE_TIMEOUT_S:
-                raise BenchError(f"the ceiling consumer read only {read}/{n} records")
-            batches = await consumer.getmany(timeout_ms=1000, max_records=1000)
-            for records in batches.values():
-                for record in records:
-                    loads(IntakeEnvelope, record.value)
-                    read += 1
-        elapsed = time.perf_counter() - started
-    finally:
-        await consumer.stop()
-    return {"records": read, "elapsed_s": round(elapsed, 3), "events_per_s": round(read / elapsed)}
+    return {"records": result["records"], "elapsed_s": result["elapsed_s"],
+            "events_per_s": result["records_per_s"]}  # fmt: skip
 
 
 async def measure(

@@ -14,8 +14,6 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-import asyncpg
-
 from dispatch.departments.webhooks import deliver_due, webhook_client
 from dispatch.outbox import relay_forever
 from dispatch.rulebook import RulebookCache
@@ -25,12 +23,10 @@ from schemas import topics
 from schemas.incident import IncidentChangeV1
 from streams.app import app, settings, worker_bus, worker_pool
 from streams.batchloop import run_batch_loop
-from streams.deadletter import decode_or_dead_letter, send_to_dead_letter
+from streams.deadletter import decode_or_dead_letter, store_or_isolate
 from streams.retry import retry_until_done
 
 log = logging.getLogger(__name__)
-# Refusals about the data itself: retrying the same record can never succeed.
-REFUSED_RECORD = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
 STAGE = "open_tickets"
 rulebook = RulebookCache(settings.pack_dir)
 # Due tickets per timer transaction: 500 keep a cycle near 50 ms with 1 M open tickets
@@ -47,25 +43,12 @@ async def _store(pool: Any, changes: list[IncidentChangeV1]) -> None:
         )
 
 
-async def _store_or_isolate(pool: Any, decoded: list[tuple[Any, IncidentChangeV1]]) -> None:
-    try:
-        await _store(pool, [change for _, change in decoded])
-        return
-    except REFUSED_RECORD as exc:
-        log.warning("batch of %d refused (%r): storing one by one", len(decoded), exc)
-    for record, change in decoded:  # stores are idempotent: repeating the good is safe
-        try:
-            await _store(pool, [change])
-        except REFUSED_RECORD as exc:
-            reason = f"the database refused the event: {type(exc).__name__}: {exc}"
-            await send_to_dead_letter(record, stage=STAGE, reason=reason)
-
-
 async def store_batch(pool: Any, records: list[Any]) -> None:
     decoded = await decode_or_dead_letter(records, IncidentChangeV1, stage=STAGE)
     if decoded:
         what = f"{len(decoded)} incident changes"
-        await retry_until_done(partial(_store_or_isolate, pool, decoded), what=what)
+        store = partial(store_or_isolate, partial(_store, pool), decoded, stage=STAGE)
+        await retry_until_done(store, what=what)
     # Dead letters (undecodable or refused records) are out before the batch is committed.
     await app.producer.flush()
 

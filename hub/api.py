@@ -32,8 +32,10 @@ from dispatch.tickets.views import router as tickets_router
 from hub.auth import KeyResolver
 from hub.bus import BusUnavailable, EventBus
 from hub.db import create_pool
+from hub.guessing import GuessingLimiter, TooManyFailures
 from hub.identity import router as identity_router
-from hub.limits import BodySizeLimit, RefuseNulInUrl
+from hub.limits import BodySizeLimit, RefuseDeepJson, RefuseNulInUrl
+from hub.redact import redact_request_logs
 from hub.settings import Settings, get_settings
 from iot_ingest.alarm_views import router as alarms_router
 from iot_ingest.devices import DeviceRates, DeviceTokens
@@ -111,6 +113,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
         app.state.keys = KeyResolver()
+        app.state.guessing = GuessingLimiter(
+            max_failures=settings.auth_max_failures, window_s=settings.auth_failure_window_s
+        )
         # min_size=0: the API starts even while PostgreSQL is still coming up.
         app.state.pool = await create_pool(settings.dsn, min_size=0, max_size=10)
         app.state.bus = EventBus(settings.bootstrap, send_timeout_s=settings.kafka_send_timeout_s)
@@ -142,6 +147,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         default_response_class=JSONResponse,
     )
+    app.add_middleware(RefuseDeepJson, max_depth=settings.max_json_depth)  # inside the size limit
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.mount("/static", StaticFiles(directory=WEB_DIST, check_dir=False), name="static")
     app.add_middleware(RefuseNulInUrl)
@@ -161,6 +167,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             status_code=503,
             headers={"Retry-After": "5"},
         )
+
+    @app.exception_handler(TooManyFailures)
+    async def _guessing(request: Request, exc: TooManyFailures) -> Response:
+        headers = {"Retry-After": str(exc.retry_after)}
+        if request.url.path.startswith("/open311/"):
+            fmt = "xml" if request.url.path.endswith(".xml") else "json"
+            response = render_error(Open311Error(429, str(exc), fmt))
+            response.headers.update(headers)
+            return response
+        return JSONResponse({"detail": str(exc)}, status_code=429, headers=headers)
 
     @app.exception_handler(Open311Error)
     async def _open311_error(request: Request, exc: Open311Error) -> Response:
@@ -185,7 +201,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for error in DATABASE_ERRORS:
         app.add_exception_handler(error, _database_unavailable)
-    for router in (
+    routers = (
         health_router,
         identity_router,
         build_intake_router(settings),
@@ -201,6 +217,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ops_router,
         pages_router,
         device_router,  # last: /api/v1/{token}/… must not shadow the fixed paths above
-    ):
+    )
+    for router in routers:
         app.include_router(router)
+    # Device tokens travel in paths: uvicorn's request lines (the access log, HUB_API_ACCESS_LOG,
+    # and websockets') show them masked.
+    redact_request_logs(getattr(r, "path", "") for router in routers for r in router.routes)
     return app

@@ -317,6 +317,16 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    # The benchmarks live in the checkout beside the package, not in what pip installs.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from bench.e2e import main as e2e
+
+    return e2e(args.rest)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hub", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -411,6 +421,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds: younger inputs are still in flight and not checked")  # fmt: skip
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_reconcile)
+
+    p = sub.add_parser(
+        "bench", help="end-to-end benchmark: hub bench e2e [--duration S] … (bench/README.md)"
+    )
+    p.add_argument("name", choices=["e2e"])
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="the benchmark's options (--help)")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("demo", help="everything, plus a sample event; Ctrl-C stops it")
     p.add_argument("--once", action="store_true", help="stop after the sample ticket is shown")

@@ -9,9 +9,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, HTTPException, Request
+from starlette.requests import HTTPConnection
 
 from hub.auth import KeyResolver, Principal
 from hub.bus import EventBus
+from hub.guessing import GuessingLimiter
 from hub.settings import Settings
 
 
@@ -43,12 +45,29 @@ async def _principal(
             detail="an API key is required (X-API-Key header or Authorization: Bearer)",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    keys: KeyResolver = request.app.state.keys
-    principal = await keys.resolve(request.app.state.pool, key)
+    principal = await resolve_key(request, key)
     if principal is None:
         raise HTTPException(
             401, detail="unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"}
         )
+    return principal
+
+
+def client_host(request: HTTPConnection) -> str:
+    """The caller's address (uvicorn puts a trusted proxy's X-Forwarded-For here)."""
+    return request.client.host if request.client else ""
+
+
+async def resolve_key(request: HTTPConnection, key: str) -> Principal | None:
+    """The key's principal, or None (counted as a failure of the caller's address). An address
+    that failed too often hears `TooManyFailures` (429) before its key is looked up."""
+    guessing: GuessingLimiter = request.app.state.guessing
+    host = client_host(request)
+    guessing.check(host)
+    keys: KeyResolver = request.app.state.keys
+    principal = await keys.resolve(request.app.state.pool, key)
+    if principal is None:
+        guessing.failed(host)
     return principal
 
 

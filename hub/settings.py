@@ -38,6 +38,14 @@ class Settings(BaseSettings):
     # Per-request access lines cost the API about 3% of its CPU; turn on when needed.
     api_access_log: bool = False
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # Unknown API keys and device tokens a client address may present (HTTP and MQTT): this many
+    # at once, then this many per window; beyond, 429 (MQTT: CONNACK refused) until one drains.
+    # Counted per process: each of `hub api --workers N` and `hub gateway` counts on its own.
+    auth_max_failures: int = Field(default=20, ge=1)
+    auth_failure_window_s: float = Field(default=60.0, gt=0)
+    # Deeper JSON bodies get 400 before any handler runs; the hub's own documents nest at most
+    # 5 levels, and orjson writes at most 254.
+    max_json_depth: int = Field(default=64, ge=8, le=254)
     max_batch_items: int = Field(default=500, ge=1, le=5000)
     # How long a request may wait for Kafka's acknowledgement before the caller hears 503.
     kafka_send_timeout_s: float = Field(default=5.0, gt=0)

@@ -44,6 +44,7 @@ Values
     * Refused: NaN and Infinity (also the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"``,
       ``"inf"`` in any case and sign, and numeric strings that overflow a double), and objects or
       arrays as values (ThingsBoard would store them as JSON; the hub does not take nested junk).
+    * Attributes only: strings holding U+0000, which PostgreSQL's jsonb cannot store.
 
 Keys and sizes
     Keys are 1 to `MAX_KEY_LENGTH` characters without control characters (Unicode ``Cc``); an
@@ -169,7 +170,12 @@ def parse_attributes(body: bytes) -> dict[str, Scalar]:
     data = _load(body)
     if type(data) is not dict:
         raise PayloadError(f"attributes must be a JSON object, got {_kind(data)}")
-    return _values(data)
+    attributes = _values(data)
+    for key, value in attributes.items():
+        # Stored as jsonb, which cannot hold U+0000 (telemetry only goes to Kafka).
+        if type(value) is str and "\x00" in value:
+            raise PayloadError(f"key {_quote(key)}: U+0000 is not accepted in an attribute")
+    return attributes
 
 
 def parse_gateway_telemetry(body: bytes, *, now_ms: int) -> dict[str, list[Reading]]:

@@ -18,7 +18,8 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
 from pydantic import BaseModel, Field
 
 from hub.auth import Principal
-from hub.deps import BusDep, PoolDep, PrincipalDep, SettingsDep
+from hub.deps import BusDep, PoolDep, PrincipalDep, SettingsDep, client_host
+from hub.guessing import GuessingLimiter
 from iot_ingest.devices import Device, DeviceRates, DeviceTokens
 from iot_ingest.payloads import PayloadError, parse_attributes, parse_telemetry
 from schemas import topics
@@ -30,7 +31,10 @@ Token = Annotated[str, Path(min_length=1, max_length=128, description="the devic
 ANSWERS: dict[int | str, dict[str, Any]] = {
     400: {"description": "the body is not telemetry ThingsBoard would accept (reason given)"},
     401: {"description": "unknown or disabled access token"},
-    429: {"description": "over the device's message rate; retry after a second"},
+    429: {
+        "description": "over the device's message rate, or too many unknown tokens from the "
+        "caller's address; retry after the Retry-After header's seconds"
+    },
 }
 
 
@@ -122,9 +126,13 @@ async def post_vendor_telemetry(
 
 
 async def _device(request: Request, pool: object, token: str) -> Device:
+    guessing: GuessingLimiter = request.app.state.guessing
+    host = client_host(request)
+    guessing.check(host)  # 429 for an address that failed too often: tokens are not guessed
     tokens: DeviceTokens = request.app.state.device_tokens
     device = await tokens.resolve(pool, token)
     if device is None:
+        guessing.failed(host)
         raise HTTPException(401, detail="unknown or disabled device token")
     if device.gateway:
         raise HTTPException(401, detail="a gateway's token: gateways publish over MQTT "

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import asyncpg
 import orjson
 from pydantic import BaseModel, ValidationError
 
@@ -14,6 +16,8 @@ from schemas.codec import loads
 from streams.app import dead_letter
 
 M = TypeVar("M", bound=BaseModel)
+# Refusals about the data itself: retrying the same record can never succeed.
+REFUSED_RECORD = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
 
 log = logging.getLogger(__name__)
 
@@ -80,3 +84,23 @@ async def decode_or_dead_letter(
         except ValueError as exc:  # JSON and validation errors are ValueErrors
             await send_to_dead_letter(record, stage=stage, reason=describe(exc))
     return decoded
+
+
+async def store_or_isolate(
+    store: Callable[[list[M]], Awaitable[None]], decoded: list[tuple[Any, M]], *, stage: str
+) -> None:
+    """``store`` the batch; if the database refuses it for its content, each record alone, in
+    order, and the refused ones to the dead-letter topic: one bad record never holds up the
+    good ones beside it (stores are idempotent, so repeating the good is safe). Other errors
+    (the database away) propagate, for the caller to retry."""
+    try:
+        await store([value for _, value in decoded])
+        return
+    except REFUSED_RECORD as exc:
+        log.warning("%s: batch of %d refused (%r): storing one by one", stage, len(decoded), exc)
+    for record, value in decoded:
+        try:
+            await store([value])
+        except REFUSED_RECORD as exc:
+            reason = f"the database refused it: {type(exc).__name__}: {exc}"
+            await send_to_dead_letter(record, stage=stage, reason=reason)

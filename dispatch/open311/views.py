@@ -19,8 +19,7 @@ from dispatch.intake import service as intake
 from dispatch.intake.checks import location_errors
 from dispatch.open311 import service
 from dispatch.open311.formats import Open311Error, iso, render
-from hub.auth import KeyResolver
-from hub.deps import BusDep, PoolDep, SettingsDep
+from hub.deps import BusDep, PoolDep, SettingsDep, resolve_key
 from hub.pack import load_pack
 from schemas import topics
 from schemas.event import Source
@@ -114,8 +113,7 @@ def _attributes(form: Any, definition: dict[str, Any], fmt: str) -> dict[str, st
 
 
 async def _client(request: Request, api_key: str | None, fmt: str) -> str:
-    keys: KeyResolver = request.app.state.keys
-    principal = await keys.resolve(request.app.state.pool, api_key) if api_key else None
+    principal = await resolve_key(request, api_key) if api_key else None
     if principal is None or principal.role != "source" or principal.scope != Source.OPEN311:
         raise Open311Error(403, "api_key was not provided or is not an Open311 client key", fmt)
     return f"key-{principal.key_id}"

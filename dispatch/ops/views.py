@@ -14,7 +14,8 @@ Server → client (every message one JSON object in UTF-8, sent as a *binary* fr
     when resuming the same stream from a seq still in the feed's ring, only a ``delta``;
     then ``delta`` frames (``from`` → ``seq``; each changed key once, at its latest value;
     ``value: null`` means gone) at most 10 a second, and ``heartbeat`` when idle.
-    Refusals close with 4400 (bad hello), 4401 (unknown key), 4403 (not the operations centre).
+    Refusals close with 4400 (bad hello), 4401 (unknown key), 4403 (not the operations centre),
+    4429 (too many failed keys from this address: hub/guessing.py).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from dispatch.ops.feed import FRAME_INTERVAL_S, Feed, Filters
 from dispatch.ops.state import LAYERS
-from hub.auth import KeyResolver
+from hub.deps import resolve_key
+from hub.guessing import TooManyFailures
 
 router = APIRouter()
 log = logging.getLogger(__name__)
@@ -84,8 +86,10 @@ async def _authorise(websocket: WebSocket, hello: dict[str, Any]) -> None:
     key = websocket.headers.get("x-api-key") or hello.get("key")
     if not isinstance(key, str) or not key:
         raise Refused(4401, "an API key is required")
-    keys: KeyResolver = websocket.app.state.keys
-    principal = await keys.resolve(websocket.app.state.pool, key)
+    try:
+        principal = await resolve_key(websocket, key)
+    except TooManyFailures as exc:
+        raise Refused(4429, str(exc)) from None
     if principal is None:
         raise Refused(4401, "unknown or revoked API key")
     if principal.role != "ops":

@@ -19,6 +19,7 @@ from typing import Any
 
 from hub.bus import EventBus
 from hub.db import create_pool
+from hub.guessing import GuessingLimiter
 from hub.settings import Settings
 from iot_ingest.devices import Device, DeviceRates, DeviceSerials, DeviceTokens
 from iot_ingest.mqtt.handlers import Handlers, Limits
@@ -45,6 +46,8 @@ class Gateway:
         self.by_device: dict[Any, Session] = {}
         self.counters: Counter[str] = Counter()
         self.tokens = DeviceTokens()
+        self.guessing = GuessingLimiter(max_failures=settings.auth_max_failures,
+                                        window_s=settings.auth_failure_window_s)  # fmt: skip
         self.sink = TelemetrySink(bus, settings.topic(topics.IOT_TELEMETRY))
         self.handlers = Handlers(
             pool=pool,

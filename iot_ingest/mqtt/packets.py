@@ -355,6 +355,12 @@ def _decode_utf8(raw: bytes) -> str:
     return text
 
 
+def _preview(text: str, length: int = 40) -> str:
+    """The start of a client's string, quoted, for an error message: a reason string must
+    fit in a packet, and need not carry the client's 64 KiB back to it."""
+    return repr(text) if len(text) <= length else repr(text[:length]) + "…"
+
+
 class _Cursor:
     """Reads the fields of one packet body, ``data[pos:end]``, refusing to run past its end."""
 
@@ -495,7 +501,7 @@ def _parse_publish(flags: int, data: bytes, pos: int, end: int, level: int) -> P
             properties = _read_properties(cur, _PUBLISH_PROPERTIES, "PUBLISH", _PUBLISH_REPEATABLE)
             pos = cur.pos
     if "+" in topic or "#" in topic:
-        raise MalformedPacket(f"wildcard in topic name {topic!r}", PROTOCOL_ERROR)
+        raise MalformedPacket(f"wildcard in topic name {_preview(topic)}", PROTOCOL_ERROR)
     if not topic and TOPIC_ALIAS not in properties:
         raise MalformedPacket("empty topic name", PROTOCOL_ERROR)
     retain = bool(flags & 1)
@@ -508,7 +514,7 @@ def _parse_connect(cur: _Cursor) -> Connect:
     if name == "MQIsdp" and level == 3:
         return _unsupported_connect(level)
     if name != "MQTT":
-        raise MalformedPacket(f"unknown protocol {name!r} level {level}")
+        raise MalformedPacket(f"unknown protocol {_preview(name)} level {level}")
     if level not in (V311, V5):
         return _unsupported_connect(level)
     flags = cur.u8()

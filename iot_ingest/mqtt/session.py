@@ -4,6 +4,12 @@ so twenty thousand idle connections cost a few kilobytes each.
 Order is kept per connection: packets are handled one after another (reading pauses while a
 handler waits for the database), and PUBACKs leave in the order their PUBLISHes came, each
 once its readings are on Kafka. A broken packet closes this connection and no other.
+
+A connection cannot hold the gateway's memory or sockets: its CONNECT must be whole within the
+connect timeout of the connection being opened, however slowly its bytes trickle in; reading
+pauses while what the hub sends it is not being read (so a client that sends without reading
+the answers is not buffered for); and a closed connection whose last bytes the client does not
+take within `CLOSE_GRACE_S` is dropped.
 """
 
 from __future__ import annotations
@@ -11,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from hub.bus import BusUnavailable
@@ -24,9 +32,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# CONNACK refusals in each protocol version.
-REFUSED_V311 = {"protocol": 0x01, "empty": 0x04, "unknown": 0x05, "busy": 0x03, "auth": 0x05}
-REFUSED_V5 = {"protocol": 0x84, "empty": 0x86, "unknown": 0x87, "busy": 0x97, "auth": 0x8C}
+# CONNACK refusals in each protocol version. "guessing": the address presented too many unknown
+# tokens (hub/guessing.py); 3.1.1 has no quota code, so it hears "not authorized".
+REFUSED_V311 = {"protocol": 0x01, "empty": 0x04, "unknown": 0x05, "busy": 0x03, "auth": 0x05,
+                "guessing": 0x05}  # fmt: skip
+REFUSED_V5 = {"protocol": 0x84, "empty": 0x86, "unknown": 0x87, "busy": 0x97, "auth": 0x8C,
+              "guessing": 0x97}  # fmt: skip
 SERVER_SHUTTING_DOWN = 0x8B
 KEEP_ALIVE_TIMEOUT = 0x8D
 SESSION_TAKEN_OVER = 0x8E
@@ -38,6 +49,9 @@ RETAIN_NOT_SUPPORTED = 0x9A
 PROTOCOL_ERROR = 0x82
 SHARED_NOT_SUPPORTED = 0x9E
 SUBSCRIPTION_IDS_NOT_SUPPORTED = 0xA1
+CLOSE_GRACE_S = 5.0  # how long a closed connection's unsent bytes wait for the client to read
+# Reason strings say why; they do not carry the client's data back (a topic may be 64 KiB).
+MAX_REASON_STRING = 120
 
 
 @dataclass(slots=True)
@@ -60,6 +74,8 @@ class Session(asyncio.Protocol):
         self._busy = False  # a handler is waiting for I/O; packets wait in the inbox
         self._acks: deque[_Ack] = deque()
         self._problem_info = True  # v5 Request Problem Information: reason strings allowed
+        self._client_max_packet: int | None = None  # v5 Maximum Packet Size the client takes
+        self._writing_paused = False  # the client is not reading what the hub sends
 
     # asyncio.Protocol
 
@@ -70,7 +86,8 @@ class Session(asyncio.Protocol):
         self.gateway.sessions.add(self)
 
     def data_received(self, data: bytes) -> None:
-        self.last_seen = self.gateway.clock()
+        if self.device is not None:  # before CONNACK the connect timeout runs from the accept
+            self.last_seen = self.gateway.clock()
         try:
             self._inbox.extend(self.reader.feed(data))
         except p.MalformedPacket as exc:
@@ -83,6 +100,21 @@ class Session(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.gateway.forget(self)
+
+    def pause_writing(self) -> None:
+        # What the hub sends piles up unread: read nothing more until the client catches up.
+        self._writing_paused = True
+        assert self.transport is not None
+        self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        self._resume_reading()
+
+    def _resume_reading(self) -> None:
+        if not (self._busy or self._writing_paused or self.closed):
+            assert self.transport is not None
+            self.transport.resume_reading()
 
     # handling, one packet after another
 
@@ -104,8 +136,7 @@ class Session(asyncio.Protocol):
             log.warning("mqtt session failed: %r", task.exception())
             self.disconnect(UNSPECIFIED_ERROR, "the hub could not handle this message")
             return
-        assert self.transport is not None
-        self.transport.resume_reading()
+        self._resume_reading()
         self._pump()
 
     def _handle(self, packet: Any) -> Any:
@@ -142,18 +173,27 @@ class Session(asyncio.Protocol):
         return None
 
     async def _connect(self, connect: p.Connect) -> None:
-        refused = REFUSED_V5 if connect.protocol_level == p.V5 else REFUSED_V311
         if connect.protocol_level not in (p.V311, p.V5):
-            level = p.V5 if connect.protocol_level > p.V5 else p.V311
-            self._refuse(level, refused["protocol"])
+            # A later version can read MQTT 5's CONNACK (0x84), an earlier one 3.1.1's (0x01).
+            if connect.protocol_level > p.V5:
+                self._refuse(p.V5, REFUSED_V5["protocol"])
+            else:
+                self._refuse(p.V311, REFUSED_V311["protocol"])
             return
+        refused = REFUSED_V5 if connect.protocol_level == p.V5 else REFUSED_V311
         self.level = connect.protocol_level
         self._problem_info = connect.properties.get(p.REQUEST_PROBLEM_INFORMATION, 1) == 1
+        self._client_max_packet = connect.properties.get(p.MAXIMUM_PACKET_SIZE)
         if p.AUTHENTICATION_METHOD in connect.properties:
             self._refuse(self.level, refused["auth"])
             return
         if not connect.username:
             self._refuse(self.level, refused["empty"])
+            return
+        peer = self._peer()
+        if self.gateway.guessing.retry_after(peer) is not None:  # not even looked up
+            self.gateway.counters["refused_guessing"] += 1
+            self._refuse(self.level, refused["guessing"])
             return
         try:
             device = await self.gateway.tokens.resolve(self.gateway.pool, connect.username)
@@ -163,6 +203,7 @@ class Session(asyncio.Protocol):
             return
         if device is None:
             self.gateway.counters["refused"] += 1
+            self.gateway.guessing.failed(peer)
             self._refuse(self.level, refused["unknown"])
             return
         if self.closed:
@@ -172,8 +213,14 @@ class Session(asyncio.Protocol):
             return
         self.device = device
         self.keepalive_s = self.gateway.keepalive_for(connect.keepalive)
+        self.last_seen = self.gateway.clock()
         self._write(p.encode_connack(level=self.level,
                                      properties=self._connack_properties(connect)))  # fmt: skip
+
+    def _peer(self) -> str:
+        """The client's IP address ("" when the transport has none)."""
+        peername = self.transport.get_extra_info("peername") if self.transport else None
+        return str(peername[0]) if isinstance(peername, tuple) and peername else ""
 
     def _connack_properties(self, connect: p.Connect) -> dict[int, Any] | None:
         if self.level != p.V5:
@@ -250,13 +297,28 @@ class Session(asyncio.Protocol):
             if done.outcome.reason and self.level != p.V5:
                 self.close()  # 3.1.1 has no refusing PUBACK: closing is the only signal
                 return
-            text = done.outcome.text if self._problem_info else None
-            reason = done.outcome.reason
-            self._write(p.encode_puback(done.packet_id, level=self.level, reason_code=reason,
-                                        reason_string=text))  # fmt: skip
+            puback = partial(p.encode_puback, done.packet_id, level=self.level,
+                             reason_code=done.outcome.reason)  # fmt: skip
+            self._write_with_reason(puback, done.outcome.text)
 
     def reply(self, topic: str, payload: bytes) -> None:
-        self._write(p.encode_publish(topic, payload, level=self.level))
+        packet = p.encode_publish(topic, payload, level=self.level)
+        if self._client_max_packet is None or len(packet) <= self._client_max_packet:
+            self._write(packet)  # one the client cannot take is dropped, as MQTT 5 says
+
+    def _write_with_reason(self, encode: Callable[..., bytes], text: str | None) -> None:
+        """``encode(reason_string=…)`` with the reason string if the client asked for them and it
+        fits: cut to `MAX_REASON_STRING`, left out where the client's Maximum Packet Size is
+        too small for it."""
+        if text is None or not self._problem_info:
+            self._write(encode(reason_string=None))
+            return
+        if len(text) > MAX_REASON_STRING:
+            text = text[: MAX_REASON_STRING - 1] + "…"
+        packet = encode(reason_string=text)
+        if self._client_max_packet is not None and len(packet) > self._client_max_packet:
+            packet = encode(reason_string=None)
+        self._write(packet)
 
     # closing
 
@@ -265,8 +327,8 @@ class Session(asyncio.Protocol):
         if self.closed:
             return
         if self.level == p.V5 and self.device is not None:
-            text = text if self._problem_info else None
-            self._write(p.encode_disconnect(level=p.V5, reason_code=reason, reason_string=text))
+            disconnect = partial(p.encode_disconnect, level=p.V5, reason_code=reason)
+            self._write_with_reason(disconnect, text)
         elif self.level == p.V5 and reason >= 0x80 and self.device is None:
             # Before CONNACK, a v5 refusal is a CONNACK with the reason.
             self._write(p.encode_connack(level=p.V5, reason_code=reason))
@@ -277,7 +339,9 @@ class Session(asyncio.Protocol):
             return
         self.closed = True
         if self.transport is not None:
-            self.transport.close()
+            self.transport.close()  # sends what is buffered first, however long that takes
+            if self.transport.get_write_buffer_size():
+                asyncio.get_running_loop().call_later(CLOSE_GRACE_S, self.transport.abort)
 
     def _write(self, data: bytes) -> None:
         if not self.closed and self.transport is not None:

@@ -6,8 +6,9 @@ Both are batch loops (streams/batchloop.py): a Faust agent's per-record cost is 
 issue measured as the limit, and a telemetry record already packs a request's readings. The
 rules keep each device's alarm states in memory and in the compacted `iot.rules.state` topic
 (alarms and events first, then the state, then the commit: a replay after a crash causes
-the same alarms again, with the same ids, which the sinks take once; nothing is lost). Each profile's rules come from ``device_profiles.rules``
-(streams/iot/profiles.py), reread at most every 30 s, so an admin's edit applies without a restart.
+the same alarms again, with the same ids, which the sinks take once; nothing is lost). Each
+profile's rules come from ``device_profiles.rules`` (streams/iot/profiles.py), reread at most
+every 30 s, so an admin's edit applies without a restart.
 
 No data: each reading arms its device's deadline (last reading + the device's inactivity
 timeout) in a heap per partition; a tick every second fires what has passed, never a sweep of
@@ -41,7 +42,7 @@ from streams.app import app, settings, worker_bus, worker_pool
 from streams.batchloop import run_batch_loop
 from streams.changelog import read_partitions
 from streams.correlate.engine import correlation_key
-from streams.deadletter import decode_or_dead_letter
+from streams.deadletter import decode_or_dead_letter, store_or_isolate
 from streams.iot.profiles import ProfileRules
 from streams.iot.rules import (
     RANK,
@@ -158,10 +159,15 @@ class Devices:
 
 
 def _number(value: Any) -> float | None:
+    """A reading's value as the rules take it: a finite float, or None (not a number)."""
     if isinstance(value, bool):
         return float(value)
-    if isinstance(value, int | float) and math.isfinite(value):
-        return float(value)
+    if isinstance(value, int | float):
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond a float: nothing a threshold can be compared to
+            return None
+        return number if math.isfinite(number) else None
     return None
 
 
@@ -375,10 +381,11 @@ async def iot_rules() -> None:
 
 async def _store_batch(records: list[Any]) -> None:
     pool = await worker_pool.get()
-    changes = [c for _, c in await decode_or_dead_letter(records, AlarmChangeV1, stage="alarms")]
-    if changes:
-        await retry_until_done(partial(store_alarm_changes, pool, changes),
-                               what=f"{len(changes)} alarm changes")  # fmt: skip
+    decoded = await decode_or_dead_letter(records, AlarmChangeV1, stage="alarms")
+    if decoded:
+        store = partial(store_or_isolate, partial(store_alarm_changes, pool), decoded,
+                        stage="alarms")  # fmt: skip
+        await retry_until_done(store, what=f"{len(decoded)} alarm changes")
     await app.producer.flush()
 
 

@@ -31,7 +31,8 @@ The rules, where a choice had to be made:
 - **Order.** A reading whose timestamp is not after the last one processed for this state is
   ignored: no change, state unchanged. Late readings never rewrite what was decided, and
   duplicates (the SDK re-sends, QoS 1 redelivers) are harmless.
-- **Not numbers.** NaN and ±inf are refused by the parser upstream; here they are ignored.
+- **Not numbers.** NaN and ±inf are refused by the parser upstream; here they are ignored, and
+  so are integers too large for a float.
 - **One alarm.** The engine never raises while its state has an active alarm; one state per
   (device, alarm type) is the caller's invariant.
 - **No data.** Each reading arms a deadline, ``last reading's ts + timeout``; if it passes with
@@ -236,7 +237,7 @@ def evaluate(
     one change). ``state`` is not modified; an ignored reading returns it as it was."""
     if state is None:
         state = AlarmState()
-    if not math.isfinite(value) or (state.last_ts_ms is not None and ts_ms <= state.last_ts_ms):
+    if not _finite(value) or (state.last_ts_ms is not None and ts_ms <= state.last_ts_ms):
         return state, []
     new = state.copy()
     pending = new.pending
@@ -307,6 +308,13 @@ def evaluate(
     return cleared, [AlarmChange("cleared", rule.alarm_type, None, active, ts_ms, value, why)]
 
 
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
 def _strongest(
     rule: AlarmRule,
     level: Level | None,
@@ -334,7 +342,10 @@ def _seconds(ms: int) -> str:
 
 
 def _iso(ts_ms: int) -> str:
-    return datetime.fromtimestamp(ts_ms / 1000, UTC).isoformat(timespec="milliseconds")
+    try:
+        return datetime.fromtimestamp(ts_ms / 1000, UTC).isoformat(timespec="milliseconds")
+    except (ValueError, OverflowError, OSError):  # outside the years 1 to 9999
+        return f"{ts_ms} ms since 1970"
 
 
 def no_data_deadline(rule: NoDataRule, last_ts_ms: int) -> int:

@@ -29,6 +29,7 @@ from hub.pack import load_pack
 from hub.seed import seed
 from hub.settings import Settings, get_settings
 from tests.conftest import BASE_DSN, TEST_DATABASE
+from tests.integration.helpers import GatewayProcess
 
 pytestmark = pytest.mark.integration
 
@@ -133,11 +134,12 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def gateway_port(prepared: Settings) -> Iterator[int]:
+def gateway(prepared: Settings) -> Iterator[GatewayProcess]:
     """A real `hub gateway` (MQTT) process on this run's topics and database."""
     port = free_port()
     prepared.state_dir.mkdir(parents=True, exist_ok=True)
-    log = open(prepared.state_dir / f"gateway-{prepared.topic_prefix}log", "wb")
+    log_path = prepared.state_dir / f"gateway-{prepared.topic_prefix}log"
+    log = open(log_path, "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "hub.cli", "gateway", "--port", str(port), "--loglevel", "warning"],
         env=os.environ, stdout=log, stderr=subprocess.STDOUT,
@@ -151,9 +153,14 @@ def gateway_port(prepared: Settings) -> Iterator[int]:
             assert proc.poll() is None, "hub gateway exited"
             assert time.monotonic() < deadline, "hub gateway did not listen"
             time.sleep(0.2)
-    yield port
+    yield GatewayProcess(port, proc, log_path)
     proc.terminate()
     assert proc.wait(timeout=30) == 0, "hub gateway did not stop cleanly"
+
+
+@pytest.fixture(scope="session")
+def gateway_port(gateway: GatewayProcess) -> int:
+    return gateway.port
 
 
 def start_api(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
@@ -18,6 +21,15 @@ from hub.settings import Settings
 from iot_ingest.registry import Profile, device_id_for, import_devices, prepare_rows
 from schemas.event import Crs, EventV1, Location, Priority, Source, event_id_for
 from schemas.incident import IncidentChangeV1
+
+
+@dataclass(frozen=True)
+class GatewayProcess:
+    """A running `hub gateway` (the `gateway` fixture)."""
+
+    port: int
+    proc: subprocess.Popen[bytes]
+    log: Path  # its output, warnings and above
 
 
 async def end_offsets(settings: Settings, topic: str) -> int:

@@ -101,6 +101,9 @@ async def test_attributes_are_merged_into_the_device(api: httpx.AsyncClient, poo
         "SELECT client_attributes FROM devices WHERE device_id = $1", device_id
     )
     assert stored == {"firmware": "1.2.0", "battery": 87}
+    # Regression: jsonb cannot hold U+0000; the answer was PostgreSQL's error class, no reason.
+    refused = await api.post(f"/api/v1/{token}/attributes", content=b'{"note": "a\\u0000b"}')
+    assert refused.status_code == 400 and "U+0000" in refused.text
 
 
 async def test_a_vendor_batch_answers_each_item_and_packs_records_per_device(

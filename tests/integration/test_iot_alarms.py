@@ -172,3 +172,38 @@ async def test_an_alarm_whose_rule_an_admin_removes_clears_at_the_next_reading(
         assert row["alarm_id"] == raised["alarm_id"] and "rule was removed" in why
     finally:
         await api.put(url, headers=ops, json=original)
+
+
+async def test_an_alarm_the_database_refuses_is_dead_lettered_and_the_rest_stored(
+    worker: Any, pool: Any, producer: Any, prepared: Any
+) -> None:
+    good_device = await register_device(pool, f"tok-{uuid.uuid4().hex}", lon=120.66, lat=28.01)
+    at = int(time.time() * 1000)
+
+    def raised(device_id: uuid.UUID) -> AlarmChangeV1:
+        return AlarmChangeV1(
+            alarm_id=alarm_id_for(device_id, "high-water-level", at), device_id=device_id,
+            profile="water-level", alarm_type="high-water-level", kind="raised",
+            severity="major", previous=None, raised_at=at, at=at, value=5.1, reason="test",
+        )  # fmt: skip
+
+    unknown = raised(uuid.uuid4())  # no such device: the alarms table's foreign key refuses it
+    good = raised(good_device)
+    topic = prepared.topic("iot.alarms")
+    # Same partition (same key), bad first: a stage that retried the bad one forever would
+    # never reach the good one.
+    for change in (unknown, good):
+        await producer.send_and_wait(topic, orjson.dumps(change.model_dump(mode="json")),
+                                     key=b"same-partition")  # fmt: skip
+
+    stored = await eventually(
+        lambda: pool.fetchval("SELECT alarm_id FROM alarms WHERE alarm_id = $1", good.alarm_id)
+    )
+    assert stored == good.alarm_id
+    reason = await eventually(
+        lambda: pool.fetchval(
+            "SELECT reason FROM dead_letters WHERE stage = 'alarms' AND position($1 in value) > 0",
+            str(unknown.alarm_id).encode(),
+        )
+    )
+    assert "refused" in reason and "ForeignKey" in reason

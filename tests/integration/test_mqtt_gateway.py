@@ -81,6 +81,9 @@ async def test_bad_bodies_are_refused_per_message_and_the_connection_goes_on(
            b'[{"ts": 1, "values": {"v": 1}}]']  # fmt: skip
     for body in bad:
         assert await client.publish(TELEMETRY, body, qos=1) == 0x99, body
+    # Regression: jsonb cannot hold U+0000; PostgreSQL's refusal closed the connection (0x80).
+    nul = b'{"note": "a\\u0000b"}'
+    assert await client.publish("v1/devices/me/attributes", nul, qos=1) == 0x99
     assert await client.publish("v1/devices/me/nowhere", b"{}", qos=1) == 0x90
     assert await client.publish(TELEMETRY, b'{"water_level_m": 1}', qos=1) == 0
     await client.close()

@@ -1,4 +1,5 @@
-"""Property tests for the civic-source adapters (streams/normalize/adapters.py).
+"""Property tests for the civic-source adapters (streams/normalize/adapters.py): the four
+civic sources and Open311.
 
 Payloads are generated from the pydantic models' own constraints (id patterns, text lengths,
 numeric bounds), so a constraint that changes changes what is generated.
@@ -32,16 +33,18 @@ from schemas.intake import (
     Hotline12345Order,
     HotlineRequestType,
     IntakeEnvelope,
+    Open311Request,
     UrbanInspectionCase,
 )
-from streams.normalize.adapters import ADAPTERS, normalize
+from streams.normalize.adapters import ADAPTERS, clean_text, normalize
 
 PROPERTY = settings(
     max_examples=100,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-WEST, SOUTH, EAST, NORTH = load_pack(get_settings().pack_dir).bbox
+PACK = load_pack(get_settings().pack_dir)
+WEST, SOUTH, EAST, NORTH = PACK.bbox
 # GCJ-02 shifts Wenzhou by about 0.005 degrees, BD-09 by about 0.012: generate WGS-84 points
 # this far inside the box so the point as the source reports it is inside the box as well.
 MARGIN = 0.02
@@ -278,6 +281,10 @@ def test_every_civic_source_has_an_adapter_and_a_spec():
     assert set(CIVIC) == set(CIVIC_SOURCES)
 
 
+def test_every_adapter_is_tested_here():
+    assert set(ADAPTERS) == {*CIVIC, Source.OPEN311}
+
+
 def _check_text(text: str, original: str) -> None:
     assert len(text) <= len(original)
     for char in text:
@@ -415,3 +422,129 @@ def test_a_coordinate_too_large_for_a_float_is_a_value_error(source: Source, axi
     payload = {"longitude": 120.6, "latitude": 28.0, axis: 10**400}
     with pytest.raises(ValueError):
         normalize(_envelope(source, payload, "X-1"))
+
+
+@pytest.mark.parametrize("axis", ["long", "lat"])
+def test_an_open311_coordinate_too_large_for_a_float_is_a_value_error(axis: str):
+    payload = {"service_code": "x", "requested_at": "2026-05-01T08:00:00+08:00", "client": "k",
+               "long": 120.6, "lat": 28.0, axis: 10**400}  # fmt: skip
+    with pytest.raises(ValueError):
+        normalize(_envelope(Source.OPEN311, payload, "X-1"))
+
+
+# Open311 GeoReport v2: what the API stores (Open311Request, masked, as JSON) is the payload.
+
+SERVICE_CODES = st.sampled_from([category.code for category in PACK.categories]) | st.text(
+    CJK | st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=64
+)
+
+
+def _max_length(field: str) -> int:
+    return int(_constraint(Open311Request, field, "maxLength"))
+
+
+@st.composite
+def _open311_payloads(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(payload, expectations) for one valid Open311 request as the API stores it."""
+    located = draw(st.booleans())
+    address = draw(_texts(_max_length("address_string")))
+    wgs = None
+    fields: dict[str, Any] = {
+        "service_code": draw(SERVICE_CODES),
+        "description": draw(st.just("") | _texts(_max_length("description"))),
+        "requested_at": draw(TIMES.filter(lambda moment: moment.tzinfo is not None)),
+        "client": f"key-{draw(st.uuids())}",
+        # Without a point an address is required; with one it is optional.
+        "address_string": draw(st.none() | st.just(address)) if located else address,
+        "address_id": draw(st.none() | st.from_regex(r"[A-Z0-9-]{1,64}", fullmatch=True)),
+        "email": draw(st.none() | st.just("a***@example.org")),
+        "phone": draw(st.none() | st.just("138****5678")),
+        "first_name": draw(st.none() | _texts(_max_length("first_name"))),
+        "account_id": draw(st.none() | st.from_regex(r"[a-z0-9]{1,32}", fullmatch=True)),
+        "media_url": draw(st.none() | st.just("https://img.example.org/a/1.jpg")),
+        "attributes": draw(
+            st.dictionaries(
+                st.from_regex(r"[a-z_]{1,16}", fullmatch=True),
+                st.text(ASCII, max_size=20) | st.lists(st.text(ASCII, max_size=20), max_size=3),
+                max_size=3,
+            )
+        ),
+    }
+    if located:
+        wgs = (
+            draw(st.floats(WEST + MARGIN, EAST - MARGIN)),
+            draw(st.floats(SOUTH + MARGIN, NORTH - MARGIN)),
+        )
+        fields["long"], fields["lat"] = wgs
+    # As dispatch/open311/views.py stores it: validated, then dumped as JSON without the Nones.
+    payload = Open311Request.model_validate(fields).model_dump(mode="json", exclude_none=True)
+    return payload, {"instant": fields["requested_at"], "wgs": wgs}
+
+
+@PROPERTY
+@given(data=st.data())
+def test_a_valid_open311_request_normalises_to_a_faithful_event(data: st.DataObject):
+    payload, expect = data.draw(_open311_payloads())
+    external_id = uuid.uuid4().hex
+    envelope = _envelope(Source.OPEN311, payload, external_id)
+
+    event = normalize(envelope)
+
+    assert event.source is Source.OPEN311
+    assert (event.event_id, event.external_id) == (envelope.event_id, external_id)
+    assert event.occurred_at == expect["instant"]
+    assert event.raw == payload
+    if expect["wgs"] is None:
+        assert event.location is None
+        assert event.address == payload["address_string"]
+    else:
+        # GeoReport v2 is WGS-84: the point is kept exactly.
+        location = event.location
+        assert location is not None and location.source_crs is Crs.WGS84
+        assert (location.lon, location.lat) == expect["wgs"] == (payload["long"], payload["lat"])
+        assert event.address == payload.get("address_string")
+    _check_text(event.text, payload["description"])
+    assert event.text == clean_text(payload["description"])
+    # The citizen chose the service: it is the category, with full confidence.
+    assert event.category == event.source_category == payload["service_code"]
+    assert event.category_confidence == 1.0
+    assert event.priority is Priority.NORMAL
+    assert loads(EventV1, dumps(event)) == event
+
+
+OPEN311_FIELDS = sorted(Open311Request.model_fields)
+
+
+@PROPERTY
+@given(data=st.data())
+def test_any_json_ish_open311_payload_normalises_or_raises_value_error(data: st.DataObject):
+    valid, _ = data.draw(_open311_payloads())
+    removed = data.draw(st.sets(st.sampled_from(sorted(valid)), max_size=3))
+    replaced = data.draw(
+        st.dictionaries(st.sampled_from(OPEN311_FIELDS) | st.text(max_size=12), SCALARS, max_size=4)
+    )
+    mutated = {k: v for k, v in valid.items() if k not in removed} | replaced
+    payload = data.draw(
+        st.one_of(st.just(mutated), st.dictionaries(st.sampled_from(OPEN311_FIELDS), SCALARS)),
+        label="payload",
+    )
+    try:
+        event = normalize(_envelope(Source.OPEN311, payload, uuid.uuid4().hex))
+    except ValueError:  # pydantic's ValidationError is one
+        return
+    assert isinstance(event, EventV1)
+
+
+@PROPERTY
+@given(data=st.data())
+def test_a_nul_character_in_an_open311_text_is_refused_naming_the_field(data: st.DataObject):
+    payload, _ = data.draw(_open311_payloads())
+    field = data.draw(st.sampled_from(["description", "address_string"]), label="field")
+    text = payload.get(field) or ""
+    cut = data.draw(st.integers(0, len(text)), label="cut")
+    payload[field] = (text[:cut] + "\x00" + text[cut:])[: _max_length(field)]
+    if "\x00" not in payload[field]:
+        payload[field] = "\x00" + payload[field][1:]
+    with pytest.raises(ValidationError) as refused:
+        normalize(_envelope(Source.OPEN311, payload, uuid.uuid4().hex))
+    assert any(error["loc"] == (field,) for error in refused.value.errors())

@@ -501,6 +501,13 @@ def test_wildcard_topic_name(topic: str, level: int) -> None:
     refused(p.encode_publish(topic, b"", level=level), 0x82, level, match="wildcard")
 
 
+def test_a_refusal_quotes_only_the_start_of_a_long_topic() -> None:
+    # Regression: the whole 64 KiB topic went into the message, too long for a reason string.
+    with pytest.raises(MalformedPacket) as info:
+        parse(p.encode_publish("#" * 65_000, b"", level=V5), V5)
+    assert str(info.value) == f"wildcard in topic name {'#' * 40!r}…"
+
+
 @pytest.mark.parametrize(
     "raw",
     [

@@ -1,6 +1,7 @@
 """The feed's log and cursors (dispatch/ops/feed.py): conflation, filters, the ring's edge."""
 
 import orjson
+import pytest
 
 from dispatch.ops import feed as feed_module
 from dispatch.ops.feed import Feed, Filters, frame
@@ -98,3 +99,20 @@ async def test_replacing_the_state_sends_only_the_differences() -> None:
     assert feed.state is new
     changes = sorted(values(feed.since(cursor, Filters()) or []))
     assert changes == [("b", None), ("c", {"reports": 1})]
+
+
+async def test_an_address_that_guessed_too_many_keys_is_refused_before_any_lookup() -> None:
+    from types import SimpleNamespace
+
+    from dispatch.ops.views import Refused, _authorise
+    from hub.guessing import GuessingLimiter
+
+    limiter = GuessingLimiter(max_failures=3, window_s=60)
+    for _ in range(3):
+        limiter.failed("192.0.2.9")
+    # No key resolver and no pool: the refusal must come before the key is looked up.
+    app = SimpleNamespace(state=SimpleNamespace(guessing=limiter))
+    websocket = SimpleNamespace(app=app, client=SimpleNamespace(host="192.0.2.9"), headers={})
+    with pytest.raises(Refused, match="too many failed") as refused:
+        await _authorise(websocket, {"key": "anything"})  # type: ignore[arg-type]
+    assert refused.value.code == 4429
