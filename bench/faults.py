@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
@@ -138,7 +139,10 @@ class Hub:
     def check_faults_allowed(self, faults: list[str]) -> None:
         if "kafka" in faults and not self.settings.uses_local_kafka:
             raise BenchError("a kafka fault needs the local broker (`hub infra up`)")
-        if "postgres" in faults and not self.settings.uses_local_database:
+        # The run's own database is on the local cluster `hub infra up` starts, or elsewhere.
+        where = urlsplit(self.settings.dsn)
+        local = (where.hostname, where.port or 5432) == (postgres.HOST, postgres.PORT)
+        if "postgres" in faults and not local:
             raise BenchError("a postgres fault needs the local cluster (`hub infra up`)")
 
 
