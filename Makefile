@@ -2,7 +2,7 @@
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install web browser demo test lint unit down
+.PHONY: install web browser demo test lint unit faults down
 
 install: $(VENV)/.installed
 
@@ -37,6 +37,13 @@ test: install lint web browser
 	cd web && npm test --silent
 	$(BIN)/hub infra up
 	$(BIN)/pytest -q -ra
+	$(MAKE) --no-print-directory faults
+
+# Faults under load (bench/faults.py): the worker killed with SIGKILL, Kafka, PostgreSQL, the API
+# and the gateway restarted while reports flow; then nothing may be lost or doubled (exit 1).
+faults: install
+	$(BIN)/hub infra up
+	$(BIN)/python -m bench.faults --reports 3000 --rate 60 --devices 500
 
 unit: install
 	$(BIN)/pytest -q tests/unit
