@@ -6,9 +6,11 @@ machine a result came from."""
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import os
 import platform
+import secrets
 import signal
 import socket
 import subprocess
@@ -16,6 +18,8 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -262,3 +266,32 @@ def machine() -> dict[str, Any]:
         "memory_total_bytes": total,
         "python": platform.python_version(),
     }
+
+
+@dataclass(frozen=True)
+class Run:
+    """One benchmark run: when it started, its id, its result file and its log folder."""
+
+    name: str
+    started_at: datetime
+    run_id: str
+    out: Path
+    log_dir: Path
+
+    @classmethod
+    def start(cls, name: str, out: Path | None) -> Run:
+        started_at = datetime.now(UTC)
+        path = out or RESULTS_DIR / f"{name}-{started_at:%Y%m%dT%H%M%SZ}.json"
+        log_dir = path.with_suffix(".logs")
+        log_dir.mkdir(parents=True, exist_ok=True)
+        return cls(name, started_at, secrets.token_hex(4), path, log_dir)
+
+    def write(self, args: Any, results: dict[str, Any], *, facts: dict[str, Any] | None = None
+              ) -> dict[str, Any]:  # fmt: skip
+        """The JSON result: machine facts, parameters (``args`` without ``out``), results."""
+        report = {"benchmark": self.name, "run_id": self.run_id,
+                  "started_at": self.started_at.isoformat(), "machine": facts or machine(),
+                  "parameters": {k: v for k, v in vars(args).items() if k != "out"},
+                  "results": results}  # fmt: skip
+        self.out.write_text(json.dumps(report, ensure_ascii=False, indent=2, default=str) + "\n")
+        return report

@@ -34,7 +34,6 @@ import json
 import os
 import random
 import re
-import secrets
 import signal
 import subprocess
 import sys
@@ -54,8 +53,8 @@ import websockets
 from aiokafka import AIOKafkaConsumer
 
 from bench.common import (
-    RESULTS_DIR,
     BenchError,
+    Run,
     cpu_seconds,
     free_port,
     isolated_run,
@@ -591,25 +590,19 @@ def sigterm_as_sigint(signum: int, frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    started_at = datetime.now(UTC)
-    run_id = secrets.token_hex(4)
-    out: Path = args.out or RESULTS_DIR / f"e2e-{started_at:%Y%m%dT%H%M%SZ}.json"
-    log_dir = out.with_suffix(".logs")
-    log_dir.mkdir(parents=True, exist_ok=True)
+    bench_run = Run.start("e2e", args.out)
     signal.signal(signal.SIGTERM, sigterm_as_sigint)  # stops the hub and cleans up, as Ctrl-C
     try:
-        results = asyncio.run(run(args, run_id, log_dir))
+        results = asyncio.run(run(args, bench_run.run_id, bench_run.log_dir))
     except BenchError as exc:
-        print(f"bench: {exc} (logs: {log_dir})", file=sys.stderr)
+        print(f"bench: {exc} (logs: {bench_run.log_dir})", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("bench: interrupted; the hub was stopped and the run cleaned up", file=sys.stderr)
         return 130
-    report = {"benchmark": "e2e", "run_id": run_id, "started_at": started_at.isoformat(),
-              "machine": {**machine(), "versions": versions(results.pop("postgresql"))},
-              "parameters": {k: v for k, v in vars(args).items() if k != "out"},
-              "results": results}  # fmt: skip
-    out.write_text(json.dumps(report, ensure_ascii=False, indent=2, default=str) + "\n")
+    facts = {**machine(), "versions": versions(results.pop("postgresql"))}
+    report = bench_run.write(args, results, facts=facts)
+    out = bench_run.out
     print_summary(report, out)
     return 0
 

@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import random
-import secrets
 import signal
 import subprocess
 import sys
@@ -44,11 +42,10 @@ import asyncpg
 import httpx
 
 from bench.common import (
-    RESULTS_DIR,
     BenchError,
+    Run,
     free_port,
     isolated_run,
-    machine,
     start_hub,
     stop,
     wait_for_port,
@@ -413,29 +410,22 @@ async def run_faults(
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    started_at = datetime.now(UTC)
-    run_id = secrets.token_hex(4)
-    out: Path = args.out or RESULTS_DIR / f"faults-{started_at:%Y%m%dT%H%M%SZ}.json"
-    log_dir = out.with_suffix(".logs")
-    log_dir.mkdir(parents=True, exist_ok=True)
+    run = Run.start("faults", args.out)
 
     async def go() -> dict[str, Any]:
-        async with isolated_run("faults", run_id) as settings:
+        async with isolated_run("faults", run.run_id) as settings:
             env = dict(os.environ)  # isolated_run put the run's database and prefix there
-            return await run_faults(settings, env, log_dir, reports=args.reports,
+            return await run_faults(settings, env, run.log_dir, reports=args.reports,
                                     rate=args.rate, faults=args.faults, devices=args.devices,
-                                    seed=args.seed, run_id=run_id)  # fmt: skip
+                                    seed=args.seed, run_id=run.run_id)  # fmt: skip
 
     try:
         results = asyncio.run(go())
     except BenchError as exc:
-        print(f"bench: {exc} (logs: {log_dir})", file=sys.stderr)
+        print(f"bench: {exc} (logs: {run.log_dir})", file=sys.stderr)
         return 1
-    report = {"benchmark": "faults", "run_id": run_id, "started_at": started_at.isoformat(),
-              "machine": machine(),
-              "parameters": {k: v for k, v in vars(args).items() if k != "out"},
-              "results": results}  # fmt: skip
-    out.write_text(json.dumps(report, ensure_ascii=False, indent=2, default=str) + "\n")
+    run.write(args, results)
+    out = run.out
     print(f"faults: {results['reports']['accepted']} accepted, {len(results['lost'])} lost, "
           f"{len(results['doubled'])} doubled; reconcile "
           f"{'ok' if results['reconcile']['ok'] else 'FAILED'}; drained in "

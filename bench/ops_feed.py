@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import random
-import secrets
 import sys
 import time
 import uuid
@@ -32,12 +30,11 @@ import websockets
 from aiokafka import AIOKafkaProducer
 
 from bench.common import (
-    RESULTS_DIR,
     BenchError,
+    Run,
     cpu_seconds,
     free_port,
     isolated_run,
-    machine,
     rss_bytes,
     spread_ms,
     start_hub,
@@ -239,21 +236,14 @@ async def run(args: argparse.Namespace, run_id: str, log_dir: Path) -> dict[str,
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    started_at = datetime.now(UTC)
-    run_id = secrets.token_hex(4)
-    out: Path = args.out or RESULTS_DIR / f"ops-feed-{started_at:%Y%m%dT%H%M%SZ}.json"
-    log_dir = out.with_suffix(".logs")
-    log_dir.mkdir(parents=True, exist_ok=True)
+    bench_run = Run.start("ops-feed", args.out)
     try:
-        results = asyncio.run(run(args, run_id, log_dir))
+        results = asyncio.run(run(args, bench_run.run_id, bench_run.log_dir))
     except BenchError as exc:
-        print(f"bench: {exc} (logs: {log_dir})", file=sys.stderr)
+        print(f"bench: {exc} (logs: {bench_run.log_dir})", file=sys.stderr)
         return 1
-    report = {"benchmark": "ops-feed", "run_id": run_id, "started_at": started_at.isoformat(),
-              "machine": machine(),
-              "parameters": {k: v for k, v in vars(args).items() if k != "out"},
-              "results": results}  # fmt: skip
-    out.write_text(json.dumps(report, ensure_ascii=False, indent=2, default=str) + "\n")
+    bench_run.write(args, results)
+    out = bench_run.out
     lag = results["fast_lag_ms"]
     print(f"produced {results['produced_per_s']}/s; fast clients' lag ms p50 {lag.get('p50')} "
           f"p99 {lag.get('p99')} max {lag.get('max')} ({results['lag_samples']} updates); "

@@ -37,6 +37,7 @@ from hub.settings import get_settings
 from iot_ingest.mqtt import packets as p
 from iot_ingest.mqtt.client import MqttClient
 from tests.integration.helpers import GatewayProcess, register_device
+from tests.mqtt_bytes import frame, varint
 
 pytestmark = pytest.mark.integration
 HOST = "127.0.0.1"
@@ -59,19 +60,6 @@ FUZZ = settings(
 
 
 # Bytes on the wire -------------------------------------------------------------------------
-
-
-def varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def frame(first: int, body: bytes) -> bytes:
-    return bytes((first,)) + varint(len(body)) + body
 
 
 def field(raw: bytes | str) -> bytes:

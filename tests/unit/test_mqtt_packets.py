@@ -32,22 +32,10 @@ from iot_ingest.mqtt.packets import (
     UnsubAck,
     Unsubscribe,
 )
+from tests.mqtt_bytes import frame, varint
 
 LEVELS = [V311, V5]
 MAX = 1 << 20
-
-
-def varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def frame(first: int, body: bytes) -> bytes:
-    return bytes((first,)) + varint(len(body)) + body
 
 
 def s(text: str) -> bytes:
