@@ -10,10 +10,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.partitioner import DefaultPartitioner
 
@@ -180,6 +182,15 @@ class EventBus:
             raise BusUnavailable(f"Kafka at {self._bootstrap} does not answer: {exc!r}") from exc
 
 
+COMPACT = ("cleanup.policy", "compact")
+
+
+@dataclass(frozen=True)
+class TopicsReport:
+    created: list[str]
+    made_compacted: list[str]  # existed without compaction (auto-created by a broker): fixed
+
+
 async def ensure_topics(
     bootstrap: str,
     names: list[str],
@@ -187,12 +198,14 @@ async def ensure_topics(
     partitions: int,
     replication: int,
     compacted: frozenset[str] = frozenset(),
-) -> list[str]:
-    """Create the topics that are missing (``compacted`` ones keep the last value per key);
-    return the ones created."""
+) -> TopicsReport:
+    """Create the topics that are missing; ``compacted`` ones keep the last value per key, and
+    one that exists without compaction (a broker that auto-creates topics made it before
+    `hub migrate` ran) is made compacted, or restoring state from it would read every change
+    ever written."""
 
     def _configs(name: str) -> dict[str, str]:
-        return {"cleanup.policy": "compact"} if name in compacted else {}
+        return {COMPACT[0]: COMPACT[1]} if name in compacted else {}
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
@@ -207,9 +220,28 @@ async def ensure_topics(
                         for name in missing
                     ]
                 )
-        return missing
+        wrong = await _not_compacted(admin, sorted(compacted & set(names)))
+        if wrong:
+            await admin.alter_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, name, dict([COMPACT])) for name in wrong]
+            )
+        return TopicsReport(created=missing, made_compacted=wrong)
     finally:
         await admin.close()
+
+
+async def _not_compacted(admin: AIOKafkaAdminClient, names: list[str]) -> list[str]:
+    if not names:
+        return []
+    wanted = [ConfigResource(ConfigResourceType.TOPIC, n, {COMPACT[0]: None}) for n in names]
+    wrong = []
+    for response in await admin.describe_configs(wanted):
+        # (error code, message, type, topic, [(name, value, read only, source, sensitive, …)])
+        for _, _, _, topic, entries in response.resources:
+            policy = {entry[0]: entry[1] for entry in entries}.get(COMPACT[0], "")
+            if COMPACT[1] not in policy.split(","):
+                wrong.append(topic)
+    return wrong
 
 
 async def delete_topics_with_prefix(bootstrap: str, prefix: str) -> list[str]:

@@ -38,7 +38,7 @@ async def migrate_all(settings: Settings) -> list[str]:
     from hub.migrate import migrate
 
     applied = await migrate(settings.dsn)
-    created = await ensure_topics(
+    report = await ensure_topics(
         settings.bootstrap,
         [settings.topic(name) for name in topics.ALL],
         partitions=settings.topic_partitions,
@@ -47,7 +47,8 @@ async def migrate_all(settings: Settings) -> list[str]:
     )
     return [
         f"migrations applied: {', '.join(applied) or 'none (up to date)'}",
-        f"topics created: {', '.join(created) or 'none (all exist)'}",
+        f"topics created: {', '.join(report.created) or 'none (all exist)'}",
+        *[f"topic {name} was not compacted: made compacted" for name in report.made_compacted],
     ]
 
 

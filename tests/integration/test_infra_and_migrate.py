@@ -1,11 +1,13 @@
 import subprocess
 import sys
+import uuid
 
 import asyncpg
 import pytest
 
 from hub.migrate import load_migrations, migrate
 from tests.conftest import ORIGINAL_ENV
+from tests.integration.helpers import eventually
 
 
 def hub(*args: str) -> subprocess.CompletedProcess[str]:
@@ -78,3 +80,33 @@ async def test_tickets_from_before_correlation_get_their_incident(pool):
             ticket_id,
         )
     assert row["incident_id"] == row["member_of"] == incident_id_for(event_id)
+
+
+async def test_a_changelog_created_without_compaction_is_made_compacted(prepared):
+    """A broker that auto-creates topics may have made a changelog before `hub migrate`."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    from hub.bus import _not_compacted, ensure_topics
+
+    changelog = prepared.topic(f"probe-{uuid.uuid4().hex[:8]}.state")
+    admin = AIOKafkaAdminClient(bootstrap_servers=prepared.bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(changelog, 1, 1)])  # default policy: delete
+        assert await _not_compacted(admin, [changelog]) == [changelog]
+        # Known to every broker, as it would be long before a migration.
+        await eventually(lambda: _listed(admin, changelog))
+        report = await ensure_topics(prepared.bootstrap, [changelog], partitions=1,
+                                     replication=1, compacted=frozenset({changelog}))  # fmt: skip
+        assert (report.created, report.made_compacted) == ([], [changelog])
+        assert await _not_compacted(admin, [changelog]) == []
+        again = await ensure_topics(prepared.bootstrap, [changelog], partitions=1,
+                                    replication=1, compacted=frozenset({changelog}))  # fmt: skip
+        assert (again.created, again.made_compacted) == ([], [])
+    finally:
+        await admin.delete_topics([changelog])
+        await admin.close()
+
+
+async def _listed(admin, topic):
+    return topic in await admin.list_topics()
