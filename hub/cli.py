@@ -328,6 +328,24 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     return e2e(args.rest)
 
 
+def cmd_lag(args: argparse.Namespace, settings: Settings) -> int:
+    from hub.lag import by_group, consumer_lag
+
+    rows = asyncio.run(consumer_lag(settings.bootstrap, f"{settings.topic_prefix}hub-"))
+    if args.json:
+        import orjson
+
+        print(orjson.dumps([{**vars(row), "lag": row.lag} for row in rows]).decode())
+        return 0
+    if args.partitions:
+        for row in rows:
+            print(f"{row.group:<32} {row.topic:<32} {row.partition:>3} "
+                  f"{row.committed:>10} {row.end:>10} {row.lag:>8}")  # fmt: skip
+    for group, lag in by_group(rows).items():
+        print(f"{group:<32} lag {lag}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hub", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -429,6 +447,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", choices=["e2e"])
     p.add_argument("rest", nargs=argparse.REMAINDER, help="the benchmark's options (--help)")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("lag", help="consumer lag of each stage's group (committed vs end)")
+    p.add_argument("--partitions", action="store_true", help="one line per partition too")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_lag)
 
     p = sub.add_parser("demo", help="everything, plus a sample event; Ctrl-C stops it")
     p.add_argument("--once", action="store_true", help="stop after the sample ticket is shown")
