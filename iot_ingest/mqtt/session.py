@@ -38,6 +38,7 @@ REFUSED_V311 = {"protocol": 0x01, "empty": 0x04, "unknown": 0x05, "busy": 0x03, 
                 "guessing": 0x05}  # fmt: skip
 REFUSED_V5 = {"protocol": 0x84, "empty": 0x86, "unknown": 0x87, "busy": 0x97, "auth": 0x8C,
               "guessing": 0x97}  # fmt: skip
+SERVER_UNAVAILABLE = 0x88
 SERVER_SHUTTING_DOWN = 0x8B
 KEEP_ALIVE_TIMEOUT = 0x8D
 SESSION_TAKEN_OVER = 0x8E
@@ -49,6 +50,12 @@ RETAIN_NOT_SUPPORTED = 0x9A
 PROTOCOL_ERROR = 0x82
 SHARED_NOT_SUPPORTED = 0x9E
 SUBSCRIPTION_IDS_NOT_SUPPORTED = 0xA1
+# The reason codes a v5 CONNACK may carry (spec 3.2.2.2); a DISCONNECT-only one (shutting down,
+# keep-alive timeout, taken over) before CONNACK is said with the nearest of these.
+CONNACK_REFUSALS = frozenset(
+    {0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8A, 0x8C, 0x90, 0x95, 0x97,
+     0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9F}
+)  # fmt: skip
 CLOSE_GRACE_S = 5.0  # how long a closed connection's unsent bytes wait for the client to read
 # Reason strings say why; they do not carry the client's data back (a topic may be 64 KiB).
 MAX_REASON_STRING = 120
@@ -331,7 +338,7 @@ class Session(asyncio.Protocol):
             self._write_with_reason(disconnect, text)
         elif self.level == p.V5 and reason >= 0x80 and self.device is None:
             # Before CONNACK, a v5 refusal is a CONNACK with the reason.
-            self._write(p.encode_connack(level=p.V5, reason_code=reason))
+            self._write(p.encode_connack(level=p.V5, reason_code=connack_reason(reason)))
         self.close()
 
     def close(self) -> None:
@@ -355,3 +362,10 @@ def _stored(done: asyncio.Future[None]) -> Outcome:
     if isinstance(exc, BusUnavailable):
         return Outcome(UNSPECIFIED_ERROR, "the hub could not store it now; send it again")
     return Outcome(UNSPECIFIED_ERROR, "the hub failed to store it")
+
+
+def connack_reason(reason: int) -> int:
+    """``reason`` as a v5 CONNACK may say it."""
+    if reason in CONNACK_REFUSALS:
+        return reason
+    return SERVER_UNAVAILABLE if reason == SERVER_SHUTTING_DOWN else UNSPECIFIED_ERROR

@@ -767,3 +767,13 @@ async def test_client_connect_to_a_closed_port() -> None:
         port = broker.port
     with pytest.raises(OSError):
         await MqttClient.connect("127.0.0.1", port, username="tok", timeout_s=2)
+
+
+def test_a_refusal_before_connack_uses_a_code_connack_may_carry() -> None:
+    from iot_ingest.mqtt.session import CONNACK_REFUSALS, connack_reason
+
+    assert connack_reason(0x8B) == 0x88  # shutting down → server unavailable
+    assert connack_reason(0x8D) == 0x80  # keep-alive timeout: unspecified
+    assert connack_reason(0x8E) == 0x80  # session taken over
+    assert connack_reason(0x97) == 0x97 and connack_reason(0x84) == 0x84  # already valid
+    assert all(connack_reason(code) in CONNACK_REFUSALS for code in range(0x80, 0x100))
