@@ -1,7 +1,6 @@
 """The real `hub worker` process: intake.raw → events.enriched → incidents → tickets; bad
 records → DLQ."""
 
-import asyncio
 import os
 import signal
 import uuid
@@ -150,6 +149,13 @@ async def test_a_record_the_database_refuses_is_dead_lettered_alone(
     assert not await ticket_rows(pool, bad_event.event_id)
 
 
+async def stored(pool, records) -> int:
+    return await pool.fetchval(
+        "SELECT count(*) FROM incident_members WHERE event_id = ANY($1::uuid[])",
+        [r.event_id for r in records],
+    )
+
+
 async def test_a_worker_killed_mid_stream_loses_and_doubles_nothing(
     worker, producer, pool, prepared
 ):
@@ -172,24 +178,20 @@ async def test_a_worker_killed_mid_stream_loses_and_doubles_nothing(
                 prepared.topic(topics.INTAKE_RAW), dumps(record), key=record.event_id.bytes
             )
         await producer.flush()
-        await asyncio.sleep(0.3)  # mid-stream: 1,500 reports take the workers over a second
+        # Mid-stream: killed as soon as the first reports are stored (a fixed pause was once
+        # long enough for the workers to finish all 1,500).
+        await eventually(lambda: stored(pool, records), every=0.01, seconds=60)
     finally:
         os.kill(doomed.pid, signal.SIGKILL)
         doomed.wait(timeout=10)
-    stored_at_kill = await pool.fetchval(
-        "SELECT count(*) FROM incident_members WHERE event_id = ANY($1::uuid[])",
-        [r.event_id for r in records],
-    )
+    stored_at_kill = await stored(pool, records)
     assert stored_at_kill < len(records)  # it really died with work in hand
+    ids = [r.event_id for r in records]
     restarted = start_worker(prepared, f"restarted-{run}")
     try:
-        ids = [r.event_id for r in records]
 
         async def all_stored() -> bool:
-            count = await pool.fetchval(
-                "SELECT count(*) FROM incident_members WHERE event_id = ANY($1::uuid[])", ids
-            )
-            return count == len(ids)
+            return await stored(pool, records) == len(records)
 
         await eventually(all_stored, seconds=120)
     finally:
