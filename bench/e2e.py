@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import random
 import re
@@ -69,11 +68,11 @@ from bench.common import (
 from bench.iot import lag_reader, rules_lag
 from hub.auth import create_api_key
 from hub.bus import ensure_topics, topic_partitions
+from hub.demo import report_material
 from hub.pack import load_pack
 from hub.settings import Settings
 from iot_ingest.simulator import SCENARIOS
 from schemas import topics
-from streams.classify import read_corpus
 
 SAMPLE_S = 10.0
 READY_TIMEOUT_S = 120.0
@@ -127,9 +126,7 @@ class Reports:
     def __init__(self, settings: Settings, run_id: str) -> None:
         self.prefix = f"BENCHE2E-{run_id}-"
         self._contains = load_pack(settings.pack_dir).contains
-        self._texts = [text for text, _ in read_corpus(settings.pack_dir / "corpus" / "heldout")]
-        districts = json.loads((settings.pack_dir / "districts.geojson").read_text("utf-8"))
-        self._centres = [f["properties"]["label_point"] for f in districts["features"]]
+        self._texts, self._centres = report_material(settings)
         self._rng = random.Random(1)  # noqa: S311 - test data, not secrets
         self.posted_at: dict[str, float] = {}  # event id → wall clock time its POST began
         self.accepted_at: dict[str, float] = {}  # … and when it was answered 2xx

@@ -151,11 +151,11 @@ class Reports:
     districts' centres, each with an id of its own."""
 
     def __init__(self, settings: Settings, run_id: str, seed: int) -> None:
-        from hub.demo import _report_material
+        from hub.demo import report_material
         from hub.pack import load_pack
 
         self._pack = load_pack(settings.pack_dir)
-        self._texts, self._centres = _report_material(settings)
+        self._texts, self._centres = report_material(settings)
         self._rng = random.Random(seed)  # noqa: S311 - test data
         self._run = run_id
         self._number = 0

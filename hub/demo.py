@@ -97,7 +97,7 @@ REPORT_EVERY_S = 3.0
 JITTER_DEG = 0.03  # reports scatter around the districts' centres, where people are
 
 
-def _report_material(settings: Settings) -> tuple[list[str], list[list[float]]]:
+def report_material(settings: Settings) -> tuple[list[str], list[list[float]]]:
     """Texts (the classifier's held-out corpus) and the districts' centres."""
     from streams.classify import read_corpus
 
@@ -112,7 +112,7 @@ async def _report_stream(base: str, key: str, settings: Settings) -> None:
     from hub.pack import load_pack
 
     pack = load_pack(settings.pack_dir)
-    texts, centres = _report_material(settings)
+    texts, centres = report_material(settings)
     rng = random.Random()  # noqa: S311 - demo data, not secrets
     async with httpx.AsyncClient(base_url=base, timeout=10) as client:
         for number in range(1, 10**9):

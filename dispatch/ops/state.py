@@ -157,6 +157,9 @@ class OpsState:
         self._open_tickets: dict[str, TicketSnapshot] = {}
         self._cells: dict[str, _Cell] = {}
         self._devices: dict[str, int] = {}
+        # District → devices with an active no-data alarm, kept as alarms change: counting
+        # them by scanning every alarm per change was quadratic in a city going dark.
+        self._silent: dict[str, set[str]] = {}
 
     # ---- records ---------------------------------------------------------------------------
 
@@ -211,6 +214,11 @@ class OpsState:
         held = self.layers["alarms"].get(key)
         updates = self._put_all([_alarm_update(change, district, lon, lat)])
         if updates and change.alarm_type == NO_DATA:
+            device = str(change.device_id)
+            if held is not None and held.district is not None:
+                self._silent.get(held.district, set()).discard(device)
+            if updates[0].value is not None and district is not None:
+                self._silent.setdefault(district, set()).add(device)
             # The district it was counted in (a clear may name another) and the one it is now.
             places = {held.district if held else None, district}
             districts = sorted(place for place in places if place is not None)
@@ -350,15 +358,7 @@ class OpsState:
 
     def _offline(self, district: str) -> int:
         """Devices (not alarms: one device counts once) with an active no-data alarm."""
-        return len(
-            {
-                update.value["device_id"]
-                for update in self.layers["alarms"].values()
-                if update.value is not None
-                and update.value["alarm_type"] == NO_DATA
-                and update.district == district
-            }
-        )
+        return len(self._silent.get(district, ()))
 
 
 # ---- values ----------------------------------------------------------------------------------

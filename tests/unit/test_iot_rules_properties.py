@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import orjson
@@ -129,16 +129,21 @@ def numeric(value: Any) -> float | None:
     return _number(value)
 
 
+def numeric_readings(sequence: Iterable[Reading]) -> Iterator[tuple[int, float]]:
+    """The readings the worker hands to the engine, as (time, number)."""
+    for ts, raw in sequence:
+        value = numeric(raw)
+        if value is not None:
+            yield ts, value
+
+
 def feed(
     rule: AlarmRule, state: AlarmState | None, sequence: Iterable[Reading]
 ) -> tuple[AlarmState | None, list[tuple[int, Any, list[AlarmChange]]]]:
     """Every reading through ``evaluate`` as the worker does; the final state and, per reading
     evaluated, (ts, value, its changes)."""
     seen = []
-    for ts, raw in sequence:
-        value = numeric(raw)
-        if value is None:
-            continue
+    for ts, value in numeric_readings(sequence):
         state, changes = evaluate(rule, state, ts, value)
         seen.append((ts, value, changes))
     return state, seen
@@ -190,10 +195,7 @@ def test_a_late_or_repeated_reading_leaves_the_very_same_state(
     rule: AlarmRule, sequence: list[Reading]
 ) -> None:
     state: AlarmState | None = None
-    for ts, raw in sequence:
-        value = numeric(raw)
-        if value is None:
-            continue
+    for ts, value in numeric_readings(sequence):
         stale = state is not None and state.last_ts_ms is not None and ts <= state.last_ts_ms
         before = None if state is None else state.to_dict()
         new, changes = evaluate(rule, state, ts, value)
@@ -283,10 +285,7 @@ def test_an_alarm_is_raised_once_until_cleared_in_the_rules_severities_for_what_
     state: AlarmState | None = None
     active: str | None = None
     previous: tuple[int, float] | None = None  # the last reading processed
-    for ts, raw in sequence:
-        value = numeric(raw)
-        if value is None:
-            continue
+    for ts, value in numeric_readings(sequence):
         state, changes = evaluate(rule, state, ts, value)
         if previous is not None and ts <= previous[0]:
             assert changes == []
@@ -433,10 +432,7 @@ def test_the_state_says_what_the_last_reading_showed(
     rule: AlarmRule, sequence: list[Reading]
 ) -> None:
     state: AlarmState | None = None
-    for ts, raw in sequence:
-        value = numeric(raw)
-        if value is None:
-            continue
+    for ts, value in numeric_readings(sequence):
         state, _ = evaluate(rule, state, ts, value)
         assert state.last_ts_ms is not None and state.last_value is not None
         last = state.last_value
